@@ -1,0 +1,75 @@
+"""Boxes: parsing, validation and mapping into the detector's resized frame.
+
+Outside the model code a box is always ``(x1, y1, x2, y2)`` in original image
+pixels (after EXIF orientation), with ``0 <= x1 < x2 <= width`` and
+``0 <= y1 < y2 <= height``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+from torchvision.models.detection.transform import resize_boxes
+
+from .errors import BoxError
+
+
+def parse_box(text: str) -> tuple[float, float, float, float]:
+    """Parse ``"x1,y1,x2,y2"`` (commas, optional spaces) into four floats."""
+    parts = [part.strip() for part in text.split(",")]
+    if len(parts) != 4:
+        raise BoxError(f"box {text!r} must be four numbers x1,y1,x2,y2 (got {len(parts)} values)")
+    try:
+        values = tuple(float(part) for part in parts)
+    except ValueError:
+        raise BoxError(f"box {text!r} must be four numbers x1,y1,x2,y2") from None
+    return values  # type: ignore[return-value]
+
+
+def validate_box(box: Sequence[float], width: int, height: int, name: str = "box") -> tuple[float, float, float, float]:
+    """Check that ``box`` is a real box inside a ``width`` x ``height`` image.
+
+    Raises ``BoxError`` with the box, the image size and what is wrong.
+    Returns the box as a tuple of four floats.
+    """
+    if len(box) != 4:
+        raise BoxError(f"{name} {list(box)} must have four numbers x1,y1,x2,y2")
+    x1, y1, x2, y2 = (float(v) for v in box)
+    shown = f"{name} {_fmt(x1)},{_fmt(y1)},{_fmt(x2)},{_fmt(y2)}"
+    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
+        raise BoxError(f"{shown} has a value that is not a finite number")
+    if x2 <= x1 or y2 <= y1:
+        raise BoxError(f"{shown} has zero or negative area: need x1 < x2 and y1 < y2")
+    if x1 < 0 or y1 < 0 or x2 > width or y2 > height:
+        raise BoxError(
+            f"{shown} lies outside the {width}x{height} image: need 0 <= x1 < x2 <= {width}, 0 <= y1 < y2 <= {height}"
+        )
+    return x1, y1, x2, y2
+
+
+def whole_image_box(width: int, height: int) -> np.ndarray:
+    """The ``(1, 4)`` float32 box covering a whole ``width`` x ``height`` image."""
+    return np.array([[0.0, 0.0, float(width), float(height)]], dtype=np.float32)
+
+
+def to_resized_frame(boxes: torch.Tensor, original_hw: tuple[int, int], resized_hw: tuple[int, int]) -> torch.Tensor:
+    """Map ``(N, 4)`` boxes from original pixels into the detector's resized frame.
+
+    Args:
+        boxes: ``(N, 4)`` float tensor, ``x1, y1, x2, y2`` in original pixels.
+        original_hw: ``(height, width)`` of the original image.
+        resized_hw: ``(height, width)`` after GeneralizedRCNNTransform's resize (before padding).
+    """
+    return resize_boxes(boxes, list(original_hw), list(resized_hw))
+
+
+def to_original_frame(boxes: torch.Tensor, resized_hw: tuple[int, int], original_hw: tuple[int, int]) -> torch.Tensor:
+    """Inverse of ``to_resized_frame``: resized-frame ``(N, 4)`` boxes → original pixels."""
+    return resize_boxes(boxes, list(resized_hw), list(original_hw))
+
+
+def _fmt(value: float) -> str:
+    return f"{value:g}"

@@ -1,0 +1,310 @@
+"""The ``retrieval`` command: a thin click shell over the Python API."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+
+import click
+
+from .boxes import parse_box
+from .errors import RetrievalError
+from .evaluate import evaluate as evaluate_index
+from .images import DEFAULT_MAX_PIXELS, load_image
+from .indexer import build_index
+from .info import index_info
+from .search import GROUPS, Searcher
+from .settings import DEVICES, EMBEDDERS, OBJECT_SOURCES, IndexSettings
+from .visualize import results_picture, save_picture
+
+WEIGHTS_HELP = (
+    "'default' (torchvision's, downloaded to the torch cache on first use), "
+    "a state_dict file PATH, or 'random' (seeded; for tests)"
+)
+
+
+def _user_errors(command):
+    """Print a ``RetrievalError`` as one line on stderr and exit 1; other errors keep their traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except RetrievalError as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def _configure_logging(quiet: bool) -> None:
+    logging.basicConfig(format="%(message)s", stream=sys.stderr)
+    logging.getLogger("retrieval").setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+index_option = click.option(
+    "--index", "index_dir", required=True, type=click.Path(file_okay=False), help="Index folder."
+)
+device_option = click.option(
+    "--device",
+    type=click.Choice(DEVICES),
+    default="auto",
+    show_default=True,
+    help="Where models run; auto picks CUDA when available.",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="retrieval")
+def main() -> None:
+    """Object retrieval: index the objects in a folder of photos, then find where else an object appears.
+
+    \b
+      retrieval index gallery/ --index my-index
+      retrieval query photo.jpg --box 10,20,200,240 --index my-index --save-vis result.jpg
+      retrieval evaluate --index my-index --ground-truth gt.json
+      retrieval info --index my-index
+    """
+
+
+@main.command()
+@click.argument("gallery", type=click.Path(exists=True, file_okay=False))
+@index_option
+@click.option(
+    "--embedder",
+    type=click.Choice(EMBEDDERS),
+    default="roi",
+    show_default=True,
+    help="roi: the detector's 1024-d box-head features (same forward pass); "
+    "resnet50: 2048-d ResNet50 GAP vector of each crop.",
+)
+@click.option(
+    "--objects",
+    type=click.Choice(OBJECT_SOURCES),
+    default="detect",
+    show_default=True,
+    help="detect: Faster R-CNN boxes; whole: each image is one object; annotations: boxes from --annotations.",
+)
+@click.option(
+    "--annotations",
+    type=click.Path(exists=True),
+    help="COCO JSON file or YOLO labels folder (with --objects annotations).",
+)
+@click.option(
+    "--weights",
+    default="default",
+    show_default=True,
+    help=f"Embedding model weights: {WEIGHTS_HELP}. For roi this is the detector.",
+)
+@click.option("--detector-weights", default="default", show_default=True, help=f"Detector weights: {WEIGHTS_HELP}.")
+@click.option(
+    "--score-threshold", type=float, default=0.5, show_default=True, help="Drop detections scoring below this."
+)
+@click.option(
+    "--max-objects", type=int, default=20, show_default=True, help="Keep at most this many detections per image."
+)
+@click.option("--classes", default="", help="Keep only these COCO classes, comma-separated (e.g. 'bottle,cup').")
+@click.option(
+    "--min-size", type=int, default=800, show_default=True, help="Detector input: short side resized to this."
+)
+@click.option("--max-size", type=int, default=1333, show_default=True, help="Detector input: long side at most this.")
+@click.option(
+    "--max-pixels",
+    type=int,
+    default=DEFAULT_MAX_PIXELS,
+    show_default=True,
+    help="Skip images with more pixels than this (decompression bombs).",
+)
+@device_option
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or per-file messages.")
+@_user_errors
+def index(
+    gallery,
+    index_dir,
+    embedder,
+    objects,
+    annotations,
+    weights,
+    detector_weights,
+    score_threshold,
+    max_objects,
+    classes,
+    min_size,
+    max_size,
+    max_pixels,
+    device,
+    quiet,
+):
+    """Index every image under GALLERY (recursively) into a new index folder.
+
+    Images: jpg, jpeg, png, bmp, webp, tif, tiff in any case; EXIF orientation
+    applied; every colour mode converted to RGB. Files that cannot be read are
+    skipped, recorded with their reason and listed at the end.
+    """
+    _configure_logging(quiet)
+    settings = IndexSettings(
+        embedder=embedder,
+        objects=objects,
+        annotations=annotations,
+        weights=weights,
+        detector_weights=detector_weights,
+        score_threshold=score_threshold,
+        max_objects=max_objects,
+        classes=tuple(c.strip() for c in classes.split(",") if c.strip()),
+        min_size=min_size,
+        max_size=max_size,
+        device=device,
+    )
+    summary = build_index(gallery, index_dir, settings, max_pixels=max_pixels, progress=not quiet)
+    rate = summary.images / summary.seconds if summary.seconds else 0.0
+    click.echo(
+        f"indexed {summary.images} images, {summary.objects} objects in {summary.seconds:.1f} s "
+        f"({rate:.2f} images/s) into {index_dir}"
+    )
+    if summary.skipped:
+        click.echo(f"skipped {len(summary.skipped)} files:")
+        for path, reason in summary.skipped:
+            click.echo(f"  {path}: {reason}")
+    else:
+        click.echo("skipped 0 files")
+
+
+@main.command()
+@click.argument("image", type=click.Path(dir_okay=False))
+@index_option
+@click.option("--box", help="Query box X1,Y1,X2,Y2 in the image's pixels; default: the whole image.")
+@click.option("--top-k", type=int, default=10, show_default=True, help="How many results.")
+@click.option(
+    "--group",
+    type=click.Choice(GROUPS),
+    default="image",
+    show_default=True,
+    help="image: rank gallery images by their best object; object: rank objects.",
+)
+@json_option
+@click.option(
+    "--save-vis", type=click.Path(dir_okay=False), help="Write a picture of the query and the results (.jpg or .png)."
+)
+@device_option
+@_user_errors
+def query(image, index_dir, box, top_k, group, as_json, save_vis, device):
+    """Find the gallery objects most similar to the BOX in IMAGE (cosine similarity)."""
+    _configure_logging(quiet=True)
+    query_box = parse_box(box) if box else None
+    searcher = Searcher(index_dir, device=device)
+    loaded = load_image(image)
+    results = searcher.query(loaded, query_box, top_k=top_k, group=group)
+    if save_vis:
+        save_picture(results_picture(loaded.rgb, query_box, results), save_vis)
+    if as_json:
+        click.echo(json.dumps({"results": [r.to_dict() for r in results]}, indent=2))
+    else:
+        _print_results(results)
+    if save_vis:
+        click.echo(f"picture written to {save_vis}", err=as_json)
+
+
+@main.command()
+@index_option
+@click.option(
+    "--ground-truth",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Ground-truth JSON (see README).",
+)
+@click.option(
+    "--top-k", type=int, default=10, show_default=True, help="k of recall@k (and P@k, beside P@1, P@5, P@10)."
+)
+@json_option
+@device_option
+@_user_errors
+def evaluate(index_dir, ground_truth, top_k, as_json, device):
+    """Measure retrieval precision against ground truth: P@1, P@5, P@10, recall@k and mAP."""
+    _configure_logging(quiet=True)
+    report = evaluate_index(index_dir, ground_truth, top_k, device=device)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    names = [key for key in report if key.startswith(("P@", "recall@"))]
+    click.echo("  ".join(["query".ljust(28), "AP".rjust(6)] + [n.rjust(9) for n in names]))
+    for row in report["queries"]:
+        cells = [_shorten(row["image"], 28).ljust(28), f"{row['AP']:.3f}".rjust(6)]
+        click.echo("  ".join(cells + [f"{row[n]:.3f}".rjust(9) for n in names]))
+    click.echo(
+        "  ".join(["mean".ljust(28), f"{report['mAP']:.3f}".rjust(6)] + [f"{report[n]:.3f}".rjust(9) for n in names])
+    )
+    click.echo(
+        f"mAP {report['mAP']:.3f} over {len(report['queries'])} queries "
+        f"(a random ranking would score {report['chance_mAP']:.3f})"
+    )
+
+
+@main.command()
+@index_option
+@json_option
+@_user_errors
+def info(index_dir, as_json):
+    """Show what an index holds and which models made it."""
+    details = index_info(index_dir)
+    if as_json:
+        click.echo(json.dumps(details, indent=2))
+        return
+    manifest = details["manifest"]
+    click.echo(f"index      {details['index']}")
+    click.echo(f"gallery    {details['gallery_root']}")
+    click.echo(f"images     {details['images']}")
+    click.echo(f"objects    {details['objects']}")
+    click.echo(
+        f"embedder   {details['embedder']} ({details['dimension']}-d), "
+        f"weights {_weights_text(manifest['embedder']['weights'])}"
+    )
+    if manifest["detector"]:
+        click.echo(
+            f"detector   {manifest['detector']['name']}, weights {_weights_text(manifest['detector']['weights'])}"
+        )
+    settings = manifest["settings"]
+    click.echo(
+        f"objects    {settings['objects']}" + (f" from {settings['annotations']}" if settings["annotations"] else "")
+    )
+    click.echo(f"skipped    {len(details['skipped'])}")
+    for entry in details["skipped"]:
+        click.echo(f"  {entry['path']}: {entry['reason']}")
+
+
+def _print_results(results) -> None:
+    if not results:
+        click.echo("no results: the index holds no objects")
+        return
+    click.echo(f"{'rank':>4}  {'score':>7}  {'image':<40}  {'box':<26}  {'label':<16}  {'det':>5}  {'id':>6}")
+    for r in results:
+        box = ",".join(f"{v:.0f}" for v in r.box)
+        det = f"{r.detection_score:.2f}" if r.detection_score is not None else "-"
+        click.echo(
+            f"{r.rank:>4}  {r.score:>7.4f}  {_shorten(_display_path(r.image), 40):<40}  {box:<26}  "
+            f"{(r.label or '-')[:16]:<16}  {det:>5}  {r.object_id:>6}"
+        )
+
+
+def _weights_text(identity: dict) -> str:
+    if identity["source"] == "random":
+        return f"RANDOM (seed {identity['seed']})"
+    if identity["source"] == "default":
+        return f"{identity['name']} (sha256 {identity['sha256'][:12]})"
+    return f"{identity['path']} (sha256 {identity['sha256'][:12]})"
+
+
+def _display_path(path: str) -> str:
+    relative = os.path.relpath(path)
+    return relative if not relative.startswith("..") else path
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else "…" + text[-(width - 1) :]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,26 @@
+"""``retrieval info``: what an index holds and what made it."""
+
+from __future__ import annotations
+
+import os
+
+from .snapshot import IndexSnapshot
+
+
+def index_info(index_dir: str | os.PathLike) -> dict:
+    """``{"images", "objects", "skipped": [{"path", "reason"}], "embedder", "dimension", "manifest"}``.
+
+    Counts come from the committed metadata, not from the manifest's copy.
+    """
+    snapshot = IndexSnapshot.load(index_dir)
+    manifest = snapshot.manifest
+    return {
+        "index": str(snapshot.directory),
+        "gallery_root": manifest.gallery_root,
+        "images": len(snapshot.image_paths),
+        "objects": int(snapshot.index.ntotal),
+        "skipped": [{"path": path, "reason": reason} for path, reason in snapshot.skipped],
+        "embedder": manifest.embedder["name"],
+        "dimension": manifest.dimension,
+        "manifest": manifest.to_dict(),
+    }

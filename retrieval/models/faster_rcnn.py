@@ -1,0 +1,143 @@
+"""torchvision Faster R-CNN (ResNet50-FPN) as a detector and as the ``roi`` embedder.
+
+One forward of the backbone serves both jobs: detection runs
+``transform → backbone → rpn → roi_heads``, and the final boxes are pooled again
+through the ROI pooler and box head on the same backbone features to give each
+detection its 1024-d vector. A given box (annotation, query) is embedded the
+same way: backbone on the whole image, box mapped into the resized frame.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision.models.detection import FasterRCNN, FasterRCNN_ResNet50_FPN_Weights
+from torchvision.models.detection._utils import overwrite_eps
+from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+from torchvision.ops import misc as misc_nn_ops
+
+from ..boxes import to_original_frame, to_resized_frame
+from ..errors import SettingsError
+from ..objects import ImageObjects
+from .weights import load_weights, seeded_init
+
+COCO_WEIGHTS = FasterRCNN_ResNet50_FPN_Weights.COCO_V1
+COCO_CATEGORIES: list[str] = list(COCO_WEIGHTS.meta["categories"])
+ROI_DIMENSION = 1024
+_UNLIMITED_DETECTIONS = 100_000
+
+
+def build_faster_rcnn(min_size: int = 800, max_size: int = 1333) -> FasterRCNN:
+    """The fasterrcnn_resnet50_fpn architecture (91 COCO classes), as torchvision builds it for trained weights.
+
+    FrozenBatchNorm2d everywhere, so torchvision's COCO state_dict and any
+    ``torch.save(model.state_dict())`` of such a model load strictly.
+    """
+    backbone = resnet_fpn_backbone(
+        backbone_name="resnet50", weights=None, norm_layer=misc_nn_ops.FrozenBatchNorm2d, trainable_layers=3
+    )
+    return FasterRCNN(backbone, num_classes=len(COCO_CATEGORIES), min_size=min_size, max_size=max_size)
+
+
+class FasterRCNNModel:
+    """A loaded Faster R-CNN in eval mode, on one device.
+
+    Images are ``(H, W, 3)`` uint8 RGB arrays; boxes in and out are ``(N, 4)``
+    ``x1, y1, x2, y2`` in original image pixels.
+    """
+
+    dimension = ROI_DIMENSION
+
+    def __init__(
+        self,
+        weights: str,
+        device: torch.device,
+        min_size: int = 800,
+        max_size: int = 1333,
+        score_threshold: float = 0.5,
+        max_objects: int = 20,
+        classes: Sequence[str] = (),
+    ) -> None:
+        unknown = [name for name in classes if name not in COCO_CATEGORIES]
+        if unknown:
+            known = ", ".join(c for c in COCO_CATEGORIES if c not in ("__background__", "N/A"))
+            raise SettingsError(
+                f"unknown class {', '.join(map(repr, unknown))} in --classes; COCO classes are: {known}"
+            )
+        with seeded_init():
+            model = build_faster_rcnn(min_size, max_size)
+        self.identity = load_weights(model, weights, COCO_WEIGHTS, "detector")
+        if self.identity["source"] == "default":
+            overwrite_eps(model, 0.0)  # what torchvision does for COCO_V1
+        self.model = model.eval().to(device)
+        self.device = device
+        self.categories = COCO_CATEGORIES
+        self.max_objects = max_objects
+        self.class_ids = {COCO_CATEGORIES.index(name) for name in classes}
+        heads = self.model.roi_heads
+        heads.score_thresh = score_threshold
+        heads.detections_per_img = _UNLIMITED_DETECTIONS if self.class_ids else max_objects
+
+    @torch.inference_mode()
+    def detect(self, images: Sequence[np.ndarray], with_vectors: bool) -> list[ImageObjects]:
+        """Detect objects in each image; with ``with_vectors`` also embed each final box (``roi``)."""
+        batch, features = self._backbone(images)
+        proposals, _ = self.model.rpn(batch, features)
+        heads = self.model.roi_heads
+        box_features = heads.box_head(heads.box_roi_pool(features, proposals, batch.image_sizes))
+        class_logits, box_regression = heads.box_predictor(box_features)
+        boxes, scores, labels = heads.postprocess_detections(class_logits, box_regression, proposals, batch.image_sizes)
+        kept = [self._keep(s, lab) for s, lab in zip(scores, labels)]
+        boxes = [b[k] for b, k in zip(boxes, kept)]
+        vectors = self._pool(features, boxes, batch.image_sizes) if with_vectors else [None] * len(images)
+        results = []
+        for image, resized_hw, b, s, lab, k, v in zip(images, batch.image_sizes, boxes, scores, labels, kept, vectors):
+            original = to_original_frame(b, resized_hw, image.shape[:2])
+            results.append(
+                ImageObjects(
+                    boxes=original.float().cpu().numpy().reshape(-1, 4),
+                    labels=[self.categories[int(i)] for i in lab[k]],
+                    scores=s[k].float().cpu().numpy(),
+                    vectors=v,
+                )
+            )
+        return results
+
+    @torch.inference_mode()
+    def embed(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Embed given boxes: ``boxes[i]`` is ``(N_i, 4)`` in image i's original pixels → ``(N_i, 1024)`` unit rows."""
+        batch, features = self._backbone(images)
+        resized = [
+            to_resized_frame(
+                torch.as_tensor(b, dtype=torch.float32, device=self.device).reshape(-1, 4), image.shape[:2], hw
+            )
+            for image, b, hw in zip(images, boxes, batch.image_sizes)
+        ]
+        return self._pool(features, resized, batch.image_sizes)
+
+    def _backbone(self, images: Sequence[np.ndarray]):
+        """Resize and normalise (GeneralizedRCNNTransform), then run the FPN backbone once."""
+        tensors = [torch.from_numpy(image).to(self.device).permute(2, 0, 1).float().div_(255.0) for image in images]
+        batch, _ = self.model.transform(tensors)
+        return batch, self.model.backbone(batch.tensors)
+
+    def _pool(self, features, boxes: list[torch.Tensor], image_sizes) -> list[np.ndarray]:
+        """ROI-pool resized-frame boxes through the box head: ``(N_i, 1024)`` L2-normalised rows per image."""
+        counts = [len(b) for b in boxes]
+        if sum(counts) == 0:
+            return [np.zeros((0, self.dimension), dtype=np.float32) for _ in boxes]
+        heads = self.model.roi_heads
+        pooled = heads.box_head(heads.box_roi_pool(features, boxes, image_sizes))
+        vectors = F.normalize(pooled.float(), dim=1).cpu().numpy()
+        return list(np.split(vectors, np.cumsum(counts)[:-1]))
+
+    def _keep(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Indices of detections to keep: the class filter, then the ``max_objects`` best (scores are sorted)."""
+        keep = torch.arange(len(scores), device=scores.device)
+        if self.class_ids:
+            allowed = torch.tensor(sorted(self.class_ids), device=labels.device)
+            keep = keep[torch.isin(labels, allowed)]
+        return keep[: self.max_objects]

@@ -1,0 +1,164 @@
+"""The index directory: round trip, atomic files, agreement checks, manifest."""
+
+import json
+import sqlite3
+
+import faiss
+import numpy as np
+import pytest
+
+from retrieval.errors import StoreError
+from retrieval.images import LoadedImage
+from retrieval.manifest import Manifest
+from retrieval.objects import ImageObjects
+from retrieval.settings import IndexSettings
+from retrieval.snapshot import IndexSnapshot
+from retrieval.store import IndexWriter, vectors_path
+
+DIM = 8
+
+
+def manifest(tmp_path) -> Manifest:
+    settings = IndexSettings(embedder="resnet50", objects="whole", weights="random")
+    embedder = {"name": "resnet50", "dimension": DIM, "weights": {"source": "random", "seed": 0, "state_sha256": "x"}}
+    return Manifest(settings, embedder, None, str(tmp_path / "gallery"))
+
+
+def image(width=64, height=48) -> LoadedImage:
+    return LoadedImage(rgb=np.zeros((height, width, 3), np.uint8), sha256="ab" * 32, file_size=123, mtime=1.5)
+
+
+def unit(rng, n):
+    v = rng.normal(size=(n, DIM)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def objects(rng, n, detected=True) -> ImageObjects:
+    boxes = np.array([[i, i, i + 10, i + 20] for i in range(n)], dtype=np.float32)
+    scores = np.linspace(0.9, 0.5, n).astype(np.float32) if detected else np.full(n, np.nan, np.float32)
+    return ImageObjects(boxes, [f"c{i}" for i in range(n)], scores, unit(rng, n))
+
+
+def build(tmp_path, rng):
+    writer = IndexWriter(tmp_path / "index", manifest(tmp_path))
+    first, second = objects(rng, 3), objects(rng, 2, detected=False)
+    writer.add_image("a.jpg", image(), first)
+    writer.add_skipped("broken.jpg", "empty file (0 bytes)")
+    writer.add_image("sub/b.png", image(32, 32), second)
+    writer.close()
+    return first, second
+
+
+def test_round_trip_keeps_vectors_boxes_labels_scores_and_paths(tmp_path):
+    first, second = build(tmp_path, np.random.default_rng(0))
+    snapshot = IndexSnapshot.load(tmp_path / "index")
+    assert snapshot.object_ids.tolist() == [0, 1, 2, 3, 4]
+    assert snapshot.index.ntotal == 5
+    stored = np.vstack([snapshot.index.reconstruct(i) for i in range(5)])
+    np.testing.assert_array_equal(stored, np.vstack([first.vectors, second.vectors]))
+    np.testing.assert_array_equal(snapshot.boxes, np.vstack([first.boxes, second.boxes]))
+    assert snapshot.labels == ["c0", "c1", "c2", "c0", "c1"]
+    np.testing.assert_allclose(snapshot.scores[:3], first.scores)
+    assert np.isnan(snapshot.scores[3:]).all()
+    assert sorted(snapshot.image_paths.values()) == ["a.jpg", "sub/b.png"]
+    assert snapshot.skipped == [("broken.jpg", "empty file (0 bytes)")]
+    assert snapshot.manifest.counts == {"images": 2, "objects": 5, "skipped": 1}
+
+
+def test_inner_product_search_returns_the_same_vector_first(tmp_path):
+    first, _ = build(tmp_path, np.random.default_rng(1))
+    snapshot = IndexSnapshot.load(tmp_path / "index")
+    scores, ids = snapshot.index.search(first.vectors[1:2], 1)
+    assert ids[0, 0] == 1 and scores[0, 0] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_images_table_records_size_mtime_hash_status_and_error(tmp_path):
+    build(tmp_path, np.random.default_rng(2))
+    with sqlite3.connect(tmp_path / "index" / "metadata.sqlite") as db:
+        rows = db.execute(
+            "SELECT path, width, height, file_size, mtime, sha256, status, error FROM images ORDER BY path"
+        ).fetchall()
+    assert rows == [
+        ("a.jpg", 64, 48, 123, 1.5, "ab" * 32, "indexed", None),
+        ("broken.jpg", None, None, None, None, None, "skipped", "empty file (0 bytes)"),
+        ("sub/b.png", 32, 32, 123, 1.5, "ab" * 32, "indexed", None),
+    ]
+
+
+def test_saves_are_atomic_and_leave_one_vectors_file(tmp_path):
+    build(tmp_path, np.random.default_rng(3))
+    names = sorted(p.name for p in (tmp_path / "index").iterdir())
+    vector_files = [n for n in names if n.endswith(".faiss")]
+    assert vector_files == ["vectors.1.faiss"]  # generation 0 at creation, 1 after close() committed
+    assert not [n for n in names if n.endswith(".tmp")]
+    saved = json.loads((tmp_path / "index" / "manifest.json").read_text())
+    assert saved["dimension"] == DIM and saved["counts"]["objects"] == 5 and saved["format_version"] == 1
+
+
+def test_uncommitted_work_is_invisible_to_readers(tmp_path):
+    rng = np.random.default_rng(4)
+    writer = IndexWriter(tmp_path / "index", manifest(tmp_path))
+    writer.add_image("a.jpg", image(), objects(rng, 2))
+    assert IndexSnapshot.load(tmp_path / "index").index.ntotal == 0
+    writer.commit()
+    assert IndexSnapshot.load(tmp_path / "index").index.ntotal == 2
+    writer.add_image("b.jpg", image(), objects(rng, 1))
+    assert IndexSnapshot.load(tmp_path / "index").index.ntotal == 2
+    writer.close()
+    assert IndexSnapshot.load(tmp_path / "index").index.ntotal == 3
+
+
+def test_loading_detects_vectors_and_rows_that_disagree(tmp_path):
+    build(tmp_path, np.random.default_rng(5))
+    with sqlite3.connect(tmp_path / "index" / "metadata.sqlite") as db:
+        db.execute("DELETE FROM objects WHERE id = 4")
+    with pytest.raises(StoreError, match="5 vectors but 4 object rows, or their ids differ; the index is damaged"):
+        IndexSnapshot.load(tmp_path / "index")
+
+
+def test_loading_detects_a_missing_or_unreadable_vectors_file(tmp_path):
+    build(tmp_path, np.random.default_rng(6))
+    path = vectors_path(tmp_path / "index", 1)
+    path.write_bytes(b"garbage")
+    with pytest.raises(StoreError, match="cannot be read by FAISS"):
+        IndexSnapshot.load(tmp_path / "index")
+    path.unlink()
+    with pytest.raises(StoreError, match="vectors.1.faiss is missing"):
+        IndexSnapshot.load(tmp_path / "index")
+
+
+def test_dimension_disagreement_is_detected(tmp_path):
+    build(tmp_path, np.random.default_rng(7))
+    faiss.write_index(faiss.IndexIDMap2(faiss.IndexFlatIP(DIM + 1)), str(vectors_path(tmp_path / "index", 1)))
+    with pytest.raises(StoreError, match="dimension 9 but the manifest says 8"):
+        IndexSnapshot.load(tmp_path / "index")
+
+
+def test_existing_index_or_busy_folder_is_refused(tmp_path):
+    build(tmp_path, np.random.default_rng(8))
+    with pytest.raises(StoreError, match="already holds an index"):
+        IndexWriter(tmp_path / "index", manifest(tmp_path))
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "keep.txt").write_text("mine")
+    with pytest.raises(StoreError, match="is a folder with other files in it"):
+        IndexWriter(tmp_path / "other", manifest(tmp_path))
+
+
+def test_not_an_index(tmp_path):
+    with pytest.raises(StoreError, match="does not exist"):
+        IndexSnapshot.load(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StoreError, match="is not an index \\(no manifest.json\\)"):
+        IndexSnapshot.load(tmp_path / "empty")
+
+
+def test_manifest_round_trip_and_newer_format_refused(tmp_path):
+    original = manifest(tmp_path).with_counts(images=3, objects=7, skipped=1)
+    original.save(tmp_path)
+    loaded = Manifest.load(tmp_path)
+    assert loaded == original
+    data = json.loads((tmp_path / "manifest.json").read_text())
+    data["format_version"] = 99
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(StoreError, match="format version 99; this version of retrieval reads 1"):
+        Manifest.load(tmp_path)
