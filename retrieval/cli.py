@@ -232,7 +232,7 @@ def evaluate(index_dir, ground_truth, top_k, as_json, device):
     names = [key for key in report if key.startswith(("P@", "recall@"))]
     click.echo("  ".join(["query".ljust(28), "AP".rjust(6)] + [n.rjust(9) for n in names]))
     for row in report["queries"]:
-        cells = [_shorten(row["image"], 28).ljust(28), f"{row['AP']:.3f}".rjust(6)]
+        cells = [_shorten(_display_path(row["image"]), 28).ljust(28), f"{row['AP']:.3f}".rjust(6)]
         click.echo("  ".join(cells + [f"{row[n]:.3f}".rjust(9) for n in names]))
     click.echo(
         "  ".join(["mean".ljust(28), f"{report['mAP']:.3f}".rjust(6)] + [f"{report[n]:.3f}".rjust(9) for n in names])

@@ -25,7 +25,7 @@ from .mapper import ObjectMapper
 from .objects import ImageObjects
 from .reader import GalleryImage, SkippedFile, batched, read_images
 from .settings import IndexSettings
-from .store import IndexWriter
+from .store import IndexWriter, check_new_index_folder
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ def build_index(
     """Index every image under ``gallery`` into a new index folder ``index_dir``."""
     started = time.perf_counter()
     index_dir = Path(index_dir).absolute()
+    check_new_index_folder(index_dir)  # before the slow model loading
     listing = walk_gallery(gallery, exclude=(index_dir,))
     mapper = ObjectMapper(settings)
     detector, embedder = mapper.models

@@ -69,6 +69,14 @@ def connect(directory: Path, read_only: bool = False) -> sqlite3.Connection:
     return connection
 
 
+def check_new_index_folder(directory: Path) -> None:
+    """Refuse a folder that already holds an index or other files (nothing there is ever overwritten)."""
+    if (directory / MANIFEST_NAME).exists():
+        raise StoreError(f"{directory} already holds an index: choose another --index folder or remove it first")
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise StoreError(f"{directory} is not an empty folder: give an empty or new --index folder")
+
+
 class IndexWriter:
     """Adds images and their objects to a new index directory.
 
@@ -77,10 +85,7 @@ class IndexWriter:
 
     def __init__(self, directory: Path, manifest: Manifest) -> None:
         directory = Path(directory)
-        if (directory / MANIFEST_NAME).exists():
-            raise StoreError(f"{directory} already holds an index: choose another --index folder or remove it first")
-        if directory.exists() and any(directory.iterdir()):
-            raise StoreError(f"{directory} is a folder with other files in it: give an empty or new --index folder")
+        check_new_index_folder(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self.manifest = manifest

@@ -140,7 +140,7 @@ def test_existing_index_or_busy_folder_is_refused(tmp_path):
         IndexWriter(tmp_path / "index", manifest(tmp_path))
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "keep.txt").write_text("mine")
-    with pytest.raises(StoreError, match="is a folder with other files in it"):
+    with pytest.raises(StoreError, match="is not an empty folder"):
         IndexWriter(tmp_path / "other", manifest(tmp_path))
 
 
