@@ -4,7 +4,8 @@ Python API (the CLI only wraps these)::
 
     from retrieval import IndexSettings, build_index, Searcher, evaluate, index_info
 
-    build_index("gallery/", "my-index", IndexSettings(embedder="roi"))
+    build_index("gallery/", "my-index", IndexSettings(embedder="roi"))   # create, or update
+
     searcher = Searcher("my-index")
     for result in searcher.query("photo.jpg", box=(10, 20, 200, 240), top_k=10):
         print(result.rank, result.score, result.image, result.box)
@@ -16,6 +17,7 @@ from .evaluate import evaluate
 from .images import LoadedImage, load_image
 from .indexer import IndexSummary, build_index
 from .info import index_info
+from .remove import remove_images
 from .search import Searcher, SearchResult
 from .settings import IndexSettings
 
@@ -30,4 +32,5 @@ __all__ = [
     "evaluate",
     "index_info",
     "load_image",
+    "remove_images",
 ]

@@ -17,6 +17,7 @@ Coordinates refer to the image as displayed (EXIF orientation applied).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -51,21 +52,48 @@ class AnnotationSet:
     or by bare file name when only one annotated image has it.
     """
 
-    def __init__(self, source: str, entries: dict[str, list], by_name: dict[str, list]) -> None:
+    def __init__(
+        self, source: str, entries: dict[str, list], by_name: dict[str, list], origins: dict[str, str]
+    ) -> None:
         self.source = source
         self._entries = entries
         self._by_name = by_name
+        self._origins = origins
+
+    def key_for(self, rel_path: str) -> str:
+        """A digest of this image's annotations: it changes exactly when its boxes or labels change."""
+        raw = [(getattr(box, "bbox", None) or box.centre_size, box.label) for box in self._boxes(rel_path)]
+        return hashlib.sha256(repr(raw).encode()).hexdigest()[:32]
+
+    def check_images_exist(self, rel_paths: list[str], gallery: str) -> None:
+        """Raise ``AnnotationsError`` naming the entries whose image is not among ``rel_paths``."""
+        stems = {_stem(p) for p in rel_paths}
+        names = {PurePosixPath(s).name for s in stems}
+        missing = [
+            self._origins[key]
+            for key in self._entries
+            if key not in stems and not (PurePosixPath(key).name in self._by_name and PurePosixPath(key).name in names)
+        ]
+        if missing:
+            shown = "; ".join(missing[:3]) + (f"; and {len(missing) - 3} more" if len(missing) > 3 else "")
+            raise AnnotationsError(
+                f"{self.source}: {len(missing)} annotated images are not in the gallery {gallery}: {shown}. "
+                "Fix the file names or give the gallery folder they are relative to"
+            )
+
+    def _boxes(self, rel_path: str) -> list:
+        boxes = self._entries.get(_stem(rel_path))
+        if boxes is None:
+            boxes = self._by_name.get(PurePosixPath(_stem(rel_path)).name, [])
+        return boxes
 
     def objects_for(self, rel_path: str, width: int, height: int) -> ImageObjects:
         """The boxes of one image, in its original pixels, clipped to its ``width`` x ``height``.
 
         An image the annotations do not name has no objects.
         """
-        boxes = self._entries.get(_stem(rel_path))
-        if boxes is None:
-            boxes = self._by_name.get(PurePosixPath(_stem(rel_path)).name, [])
         pixels, labels = [], []
-        for box in boxes:
+        for box in self._boxes(rel_path):
             x1, y1, x2, y2 = _to_pixels(box, width, height)
             x1, x2 = min(max(x1, 0.0), width), min(max(x2, 0.0), width)
             y1, y2 = min(max(y1, 0.0), height), min(max(y2, 0.0), height)
@@ -80,9 +108,9 @@ def load_annotations(path: str | Path) -> AnnotationSet:
     """Read a COCO JSON file or a YOLO labels folder; raise ``AnnotationsError`` naming the bad entry or line."""
     path = Path(path)
     if path.is_dir():
-        entries = _load_yolo(path)
+        entries, origins = _load_yolo(path)
     elif path.is_file():
-        entries = _load_coco(path)
+        entries, origins = _load_coco(path)
     else:
         raise AnnotationsError(f"annotations {path} not found: give a COCO JSON file or a YOLO labels folder")
     by_name: dict[str, list] = {}
@@ -92,7 +120,7 @@ def load_annotations(path: str | Path) -> AnnotationSet:
         counts[name] = counts.get(name, 0) + 1
         by_name[name] = boxes
     unique_names = {name: boxes for name, boxes in by_name.items() if counts[name] == 1}
-    return AnnotationSet(str(path), entries, unique_names)
+    return AnnotationSet(str(path), entries, unique_names, origins)
 
 
 def _to_pixels(box: _CocoBox | _YoloBox, width: int, height: int) -> tuple[float, float, float, float]:
@@ -102,7 +130,7 @@ def _to_pixels(box: _CocoBox | _YoloBox, width: int, height: int) -> tuple[float
     return (cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height
 
 
-def _load_coco(path: Path) -> dict[str, list[_CocoBox]]:
+def _load_coco(path: Path) -> tuple[dict[str, list[_CocoBox]], dict[str, str]]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as error:
@@ -121,10 +149,13 @@ def _load_coco(path: Path) -> dict[str, list[_CocoBox]]:
             raise AnnotationsError(f"{path}: categories[{i}] needs 'id' and 'name'")
         categories[category["id"]] = str(category["name"])
     files: dict[object, tuple[str, dict]] = {}
+    origins: dict[str, str] = {}
     for i, image in enumerate(data["images"]):
         if not isinstance(image, dict) or "id" not in image or not isinstance(image.get("file_name"), str):
             raise AnnotationsError(f"{path}: images[{i}] needs 'id' and 'file_name'")
-        files[image["id"]] = (PurePosixPath(image["file_name"].replace("\\", "/")).as_posix(), image)
+        key = PurePosixPath(image["file_name"].replace("\\", "/")).as_posix()
+        files[image["id"]] = (key, image)
+        origins[_stem(key)] = f"images[{i}] file_name {key!r}"
     entries: dict[str, list[_CocoBox]] = {_stem(key): [] for key, _ in files.values()}
     for i, annotation in enumerate(data["annotations"]):
         where = f"annotations[{i}]"
@@ -148,12 +179,13 @@ def _load_coco(path: Path) -> dict[str, list[_CocoBox]]:
             )
         label = categories.get(annotation.get("category_id"), str(annotation.get("category_id")))
         entries[_stem(key)].append(_CocoBox((x, y, x + w, y + h), label, where))
-    return entries
+    return entries, origins
 
 
-def _load_yolo(folder: Path) -> dict[str, list[_YoloBox]]:
+def _load_yolo(folder: Path) -> tuple[dict[str, list[_YoloBox]], dict[str, str]]:
     names = _yolo_class_names(folder)
     entries: dict[str, list[_YoloBox]] = {}
+    origins: dict[str, str] = {}
     for label_file in sorted(folder.rglob("*.txt")):
         if label_file.name == "classes.txt":
             continue
@@ -165,9 +197,10 @@ def _load_yolo(folder: Path) -> dict[str, list[_YoloBox]]:
             where = f"{label_file} line {number}"
             boxes.append(_parse_yolo_line(line, where, names))
         entries[rel] = boxes
+        origins[rel] = str(label_file)
     if not entries:
         raise AnnotationsError(f"YOLO labels folder {folder} has no .txt label files")
-    return entries
+    return entries, origins
 
 
 def _parse_yolo_line(line: str, where: str, names: list[str] | None) -> _YoloBox:

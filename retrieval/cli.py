@@ -9,13 +9,15 @@ import os
 import sys
 
 import click
+from click.core import ParameterSource
 
 from .boxes import parse_box
 from .errors import RetrievalError
 from .evaluate import evaluate as evaluate_index
 from .images import DEFAULT_MAX_PIXELS, load_image
-from .indexer import build_index
+from .indexer import COMMIT_SECONDS, build_index, existing_settings
 from .info import index_info
+from .remove import remove_images
 from .search import GROUPS, Searcher
 from .settings import DEVICES, EMBEDDERS, OBJECT_SOURCES, IndexSettings
 from .visualize import results_picture, save_picture
@@ -68,6 +70,7 @@ def main() -> None:
       retrieval query photo.jpg --box 10,20,200,240 --index my-index --save-vis result.jpg
       retrieval evaluate --index my-index --ground-truth gt.json
       retrieval info --index my-index
+      retrieval remove --index my-index gallery/old-photos/
     """
 
 
@@ -90,87 +93,87 @@ def main() -> None:
     help="detect: Faster R-CNN boxes; whole: each image is one object; annotations: boxes from --annotations.",
 )
 @click.option(
-    "--annotations",
-    type=click.Path(exists=True),
-    help="COCO JSON file or YOLO labels folder (with --objects annotations).",
+    "--annotations", type=click.Path(exists=True), help="COCO JSON file or YOLO labels folder (--objects annotations)."
 )
 @click.option(
-    "--weights",
-    default="default",
-    show_default=True,
-    help=f"Embedding model weights: {WEIGHTS_HELP}. For roi this is the detector.",
+    "--weights", default="default", show_default=True, help=f"Embedder weights: {WEIGHTS_HELP}. For roi: the detector."
 )
 @click.option("--detector-weights", default="default", show_default=True, help=f"Detector weights: {WEIGHTS_HELP}.")
-@click.option(
-    "--score-threshold", type=float, default=0.5, show_default=True, help="Drop detections scoring below this."
-)
-@click.option(
-    "--max-objects", type=int, default=20, show_default=True, help="Keep at most this many detections per image."
-)
+@click.option("--score-threshold", type=float, default=0.5, show_default=True, help="Drop detections below this.")
+@click.option("--max-objects", type=int, default=20, show_default=True, help="Keep at most this many per image.")
 @click.option("--classes", default="", help="Keep only these COCO classes, comma-separated (e.g. 'bottle,cup').")
 @click.option(
     "--min-size", type=int, default=800, show_default=True, help="Detector input: short side resized to this."
 )
 @click.option("--max-size", type=int, default=1333, show_default=True, help="Detector input: long side at most this.")
+@device_option
+@click.option("--rebuild", is_flag=True, help="Allow other settings than the existing index's: re-index everything.")
+@click.option("--prune", is_flag=True, help="Remove indexed images whose files are gone from the gallery.")
 @click.option(
     "--max-pixels",
     type=int,
     default=DEFAULT_MAX_PIXELS,
     show_default=True,
-    help="Skip images with more pixels than this (decompression bombs).",
+    help="Skip images with more pixels than this, before decoding (decompression bombs).",
 )
-@device_option
+@click.option(
+    "--commit-every",
+    type=float,
+    default=COMMIT_SECONDS,
+    show_default=True,
+    help="Seconds between commits: a crash loses at most this much work, and rerunning resumes.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or per-file messages.")
 @_user_errors
-def index(
-    gallery,
-    index_dir,
-    embedder,
-    objects,
-    annotations,
-    weights,
-    detector_weights,
-    score_threshold,
-    max_objects,
-    classes,
-    min_size,
-    max_size,
-    max_pixels,
-    device,
-    quiet,
-):
-    """Index every image under GALLERY (recursively) into a new index folder.
+def index(gallery, index_dir, rebuild, prune, max_pixels, commit_every, quiet, **options):
+    """Create or update an index of every image under GALLERY (recursively).
 
+    \b
     Images: jpg, jpeg, png, bmp, webp, tif, tiff in any case; EXIF orientation
     applied; every colour mode converted to RGB. Files that cannot be read are
     skipped, recorded with their reason and listed at the end.
+
+    \b
+    On an existing index: new images are added, changed ones re-indexed,
+    unchanged ones passed over, and the index's own settings are used for
+    every option you leave out. Options that would change the vectors are
+    refused unless --rebuild.
     """
     _configure_logging(quiet)
-    settings = IndexSettings(
-        embedder=embedder,
-        objects=objects,
-        annotations=annotations,
-        weights=weights,
-        detector_weights=detector_weights,
-        score_threshold=score_threshold,
-        max_objects=max_objects,
-        classes=tuple(c.strip() for c in classes.split(",") if c.strip()),
-        min_size=min_size,
-        max_size=max_size,
-        device=device,
+    settings = _index_settings(index_dir, _given_options(options))
+    summary = build_index(
+        gallery,
+        index_dir,
+        settings,
+        rebuild=rebuild,
+        prune=prune,
+        max_pixels=max_pixels,
+        commit_seconds=commit_every,
+        progress=not quiet,
     )
-    summary = build_index(gallery, index_dir, settings, max_pixels=max_pixels, progress=not quiet)
-    rate = summary.images / summary.seconds if summary.seconds else 0.0
+    processed = summary.added + summary.updated
+    rate = processed / summary.seconds if summary.seconds else 0.0
     click.echo(
-        f"indexed {summary.images} images, {summary.objects} objects in {summary.seconds:.1f} s "
-        f"({rate:.2f} images/s) into {index_dir}"
+        f"indexed {summary.images} images, {summary.objects} objects into {index_dir}"
+        f"{' (rebuilt)' if summary.rebuilt else ''}: {summary.added} new, {summary.updated} changed, "
+        f"{summary.unchanged} unchanged, {summary.removed} removed, in {summary.seconds:.1f} s ({rate:.2f} images/s)"
     )
-    if summary.skipped:
-        click.echo(f"skipped {len(summary.skipped)} files:")
-        for path, reason in summary.skipped:
-            click.echo(f"  {path}: {reason}")
-    else:
-        click.echo("skipped 0 files")
+    if summary.gone:
+        click.echo(f"{len(summary.gone)} indexed images are gone from the gallery; --prune removes them")
+    click.echo(f"skipped {len(summary.skipped)} files" + (":" if summary.skipped else ""))
+    for path, reason in summary.skipped:
+        click.echo(f"  {path}: {reason}")
+
+
+@main.command()
+@index_option
+@click.argument("paths", nargs=-1, required=True)
+@_user_errors
+def remove(index_dir, paths):
+    """Remove images from an index: PATHS are files or folders, relative to the gallery or to here."""
+    _configure_logging(quiet=True)
+    removed = remove_images(index_dir, paths)
+    click.echo(f"removed {len(removed)} images from {index_dir}")
 
 
 @main.command()
@@ -273,6 +276,30 @@ def info(index_dir, as_json):
     click.echo(f"skipped    {len(details['skipped'])}")
     for entry in details["skipped"]:
         click.echo(f"  {entry['path']}: {entry['reason']}")
+
+
+def _given_options(options: dict) -> dict:
+    """The index options given on the command line (not defaulted), as IndexSettings fields."""
+    context = click.get_current_context()
+    given = {
+        name: value
+        for name, value in options.items()
+        if context.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+    }
+    if "classes" in given:
+        given["classes"] = tuple(c.strip() for c in given["classes"].split(",") if c.strip())
+    return given
+
+
+def _index_settings(index_dir: str, given: dict) -> IndexSettings:
+    """The existing index's settings (or the defaults) with the options given on the command line."""
+    values = (existing_settings(index_dir) or IndexSettings()).to_dict()
+    if given.get("objects", "annotations") != "annotations" and "annotations" not in given:
+        values["annotations"] = None
+    weights = {given[k] for k in ("weights", "detector_weights") if k in given}
+    if given.get("embedder", values["embedder"]) == "roi" and len(weights) == 1:
+        values["weights"] = values["detector_weights"] = weights.pop()  # for roi they are one model
+    return IndexSettings.from_dict({**values, **given})
 
 
 def _print_results(results) -> None:

@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import GroundTruthError
+from .errors import GroundTruthError, RetrievalError
 from .metrics import average_precision, chance_average_precision, precision_at_k, recall_at_k
 from .search import Searcher
 
@@ -99,7 +99,10 @@ def evaluate(
                 f"{ground_truth}: queries[{i}] positive {unknown[0]} is not a gallery image of this index "
                 f"(gallery root {snapshot.gallery_root})"
             )
-        results = searcher.query(query.image, query.box, top_k=max(1, len(snapshot.image_paths)), group="image")
+        try:
+            results = searcher.query(query.image, query.box, top_k=max(1, len(snapshot.image_paths)), group="image")
+        except RetrievalError as error:
+            raise GroundTruthError(f"{ground_truth}: queries[{i}]: {error}") from None
         ranked = [os.path.normpath(r.image) for r in results]
         relevant = [path in query.positives for path in ranked if path not in query.junk]
         n_relevant = len(query.positives)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import warnings
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +23,10 @@ from .errors import ImageError
 DEFAULT_MAX_PIXELS = 100_000_000
 """Images with more pixels than this are refused before decoding (decompression bombs)."""
 
+# Every decode here checks its own ``max_pixels`` from the header first, so Pillow's
+# fixed global guard (which would refuse large panoramas whatever the limit) is off.
+Image.MAX_IMAGE_PIXELS = None
+
 
 @dataclass(frozen=True)
 class LoadedImage:
@@ -32,13 +36,13 @@ class LoadedImage:
         rgb: ``(H, W, 3)`` uint8 array, EXIF orientation applied.
         sha256: hex digest of the file's bytes.
         file_size: bytes on disk.
-        mtime: modification time (seconds since the epoch).
+        mtime_ns: modification time, nanoseconds since the epoch.
     """
 
     rgb: np.ndarray
     sha256: str
     file_size: int
-    mtime: float
+    mtime_ns: int
 
     @property
     def width(self) -> int:
@@ -49,18 +53,38 @@ class LoadedImage:
         return int(self.rgb.shape[0])
 
 
-def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
-    """Read, hash and decode ``path``; raise ``ImageError`` naming the file and the reason."""
-    path = Path(path)
+def stat_file(path: str | os.PathLike) -> os.stat_result:
+    """``os.stat`` of an image file (symlinks followed); ``ImageError`` when it is missing or not a regular file."""
     try:
-        stat = os.stat(path)
-        data = path.read_bytes()
+        result = os.stat(path)
+    except OSError as error:
+        raise ImageError(f"{path}: cannot be read ({error.strerror or error})") from None
+    if not stat.S_ISREG(result.st_mode):
+        raise ImageError(f"{path}: not a regular file (a pipe, device or socket)")
+    return result
+
+
+def read_file(path: str | os.PathLike) -> bytes:
+    """The bytes of a file; ``ImageError`` when it cannot be read or is empty."""
+    try:
+        data = Path(path).read_bytes()
     except OSError as error:
         raise ImageError(f"{path}: cannot be read ({error.strerror or error})") from None
     if not data:
         raise ImageError(f"{path}: empty file (0 bytes)")
-    rgb = decode_image_bytes(data, name=str(path), max_pixels=max_pixels)
-    return LoadedImage(rgb=rgb, sha256=hashlib.sha256(data).hexdigest(), file_size=stat.st_size, mtime=stat.st_mtime)
+    return data
+
+
+def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """Read, hash and decode ``path``; raise ``ImageError`` naming the file and the reason."""
+    info = stat_file(path)
+    data = read_file(path)
+    return LoadedImage(
+        rgb=decode_image_bytes(data, name=str(path), max_pixels=max_pixels),
+        sha256=hashlib.sha256(data).hexdigest(),
+        file_size=info.st_size,
+        mtime_ns=info.st_mtime_ns,
+    )
 
 
 def decode_image_bytes(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -72,25 +96,20 @@ def decode_image_bytes(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIX
         max_pixels: refuse images whose header declares more pixels than this.
     """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > max_pixels:
-                raise ImageError(
-                    f"{name}: {width}x{height} pixels is more than the limit of {max_pixels:,}; "
-                    "raise the pixel limit to index it"
-                )
-            if width < 1 or height < 1:
-                raise ImageError(f"{name}: image has no pixels ({width}x{height})")
-            image.seek(0)  # first frame of animations
-            image.load()
-            image = ImageOps.exif_transpose(image)
-            return _to_rgb(image)
+        image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        if width * height > max_pixels:
+            raise ImageError(
+                f"{name}: {width}x{height} pixels is more than the limit of {max_pixels:,}; "
+                "raise the pixel limit (--max-pixels) to index it"
+            )
+        if width < 1 or height < 1:
+            raise ImageError(f"{name}: image has no pixels ({width}x{height})")
+        image.seek(0)  # first frame of animations
+        image.load()
+        return _to_rgb(ImageOps.exif_transpose(image))
     except ImageError:
         raise
-    except Image.DecompressionBombError as error:
-        raise ImageError(f"{name}: refused as a decompression bomb ({error})") from None
     except Image.UnidentifiedImageError:
         raise ImageError(f"{name}: not an image file Pillow can read (wrong extension or corrupt)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:

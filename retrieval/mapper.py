@@ -21,16 +21,21 @@ class ObjectMapper:
     With ``roi`` and ``detect`` one backbone forward gives both boxes and vectors.
     """
 
-    def __init__(self, settings: IndexSettings) -> None:
+    def __init__(self, settings: IndexSettings, annotations: AnnotationSet | None = None) -> None:
+        """Load the models ``settings`` name; ``annotations`` (loaded from ``settings.annotations`` if not given)."""
         self.settings = settings
         self.device = resolve_device(settings.device)
-        self.annotations: AnnotationSet | None = (
-            load_annotations(settings.annotations) if settings.objects == "annotations" else None
-        )
+        if settings.objects == "annotations" and annotations is None:
+            annotations = load_annotations(settings.annotations)
+        self.annotations = annotations
         self.detector: FasterRCNNModel | None = (
             build_detector(settings, self.device) if settings.uses_detector else None
         )
         self.embedder: Embedder = build_embedder(settings, self.device, self.detector)
+
+    def source_key(self, rel_path: str) -> str | None:
+        """The key of an image's given boxes (annotations mode); ``None`` when boxes come from the image alone."""
+        return self.annotations.key_for(rel_path) if self.annotations is not None else None
 
     @property
     def models(self) -> tuple[dict | None, dict]:

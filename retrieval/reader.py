@@ -1,21 +1,38 @@
-"""Reader: gallery files → decoded images, in batches, with unreadable files set aside."""
+"""Reader: gallery files → decoded images, in batches; unchanged files are passed over, unreadable ones set aside.
+
+A file whose size and mtime match what the index stored is not read at all. A
+file whose bytes hash to the stored sha256 is not decoded (only its size and
+mtime are refreshed). Everything else is read, hashed and decoded.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from .errors import ImageError
-from .images import DEFAULT_MAX_PIXELS, LoadedImage, load_image
+from .images import DEFAULT_MAX_PIXELS, LoadedImage, decode_image_bytes, read_file, stat_file
+from .store import ImageState
 
 
 @dataclass(frozen=True)
 class GalleryImage:
-    """A decoded gallery image and its path relative to the gallery root."""
+    """A decoded gallery image, its path relative to the gallery root, and its object-source key."""
 
     rel_path: str
     image: LoadedImage
+    source_key: str | None = None
+
+
+@dataclass(frozen=True)
+class UnchangedFile:
+    """A file already indexed with the same content; ``file_size``/``mtime_ns`` are set when they changed."""
+
+    rel_path: str
+    file_size: int | None = None
+    mtime_ns: int | None = None
 
 
 @dataclass(frozen=True)
@@ -24,18 +41,45 @@ class SkippedFile:
 
     rel_path: str
     reason: str
+    file_size: int | None = None
+    mtime_ns: int | None = None
 
 
 def read_images(
-    root: Path, rel_paths: Iterable[str], max_pixels: int = DEFAULT_MAX_PIXELS
-) -> Iterator[GalleryImage | SkippedFile]:
-    """Decode each file under ``root`` in order; a file that fails becomes a ``SkippedFile``."""
+    root: Path,
+    rel_paths: Iterable[str],
+    known: dict[str, ImageState] | None = None,
+    source_key: Callable[[str], str | None] = lambda rel_path: None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Iterator[GalleryImage | UnchangedFile | SkippedFile]:
+    """Classify and, where needed, decode each file under ``root`` in order.
+
+    Args:
+        known: what the index already holds, by relative path.
+        source_key: the key of an image's given boxes (annotations); an image whose key changed is re-indexed.
+    """
+    known = known or {}
     for rel_path in rel_paths:
+        path = root / rel_path
+        previous = known.get(rel_path)
+        key = source_key(rel_path)
+        same_boxes = previous is not None and previous.status == "indexed" and previous.source_key == key
+        size = mtime = None
         try:
-            yield GalleryImage(rel_path, load_image(root / rel_path, max_pixels=max_pixels))
+            info = stat_file(path)
+            size, mtime = info.st_size, info.st_mtime_ns
+            if same_boxes and (previous.file_size, previous.mtime_ns) == (size, mtime):
+                yield UnchangedFile(rel_path)
+                continue
+            data = read_file(path)
+            digest = hashlib.sha256(data).hexdigest()
+            if same_boxes and previous.sha256 == digest:
+                yield UnchangedFile(rel_path, size, mtime)
+                continue
+            rgb = decode_image_bytes(data, name=str(path), max_pixels=max_pixels)
+            yield GalleryImage(rel_path, LoadedImage(rgb, digest, size, mtime), key)
         except ImageError as error:
-            reason = str(error).removeprefix(f"{root / rel_path}: ")
-            yield SkippedFile(rel_path, reason)
+            yield SkippedFile(rel_path, str(error).removeprefix(f"{path}: "), size, mtime)
 
 
 def batched(items: Iterable, size: int) -> Iterator[list]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .errors import SettingsError
@@ -89,6 +90,29 @@ class IndexSettings:
         object.__setattr__(self, "weights", chosen)
         object.__setattr__(self, "detector_weights", chosen)
 
+    def resolved(self) -> "IndexSettings":
+        """A copy with file paths (annotations, weights files) made absolute, as the manifest records them."""
+        return dataclasses.replace(
+            self,
+            annotations=str(Path(self.annotations).absolute()) if self.annotations else None,
+            weights=_absolute_weights(self.weights),
+            detector_weights=_absolute_weights(self.detector_weights),
+        )
+
+    def vector_settings(self) -> dict[str, Any]:
+        """The settings that decide the stored boxes and vectors; two indexes agreeing on these are comparable.
+
+        ``device`` never matters; detector settings matter only when a detector is used, and the
+        detection filters (threshold, count, classes) only with ``objects="detect"``.
+        """
+        values = self.to_dict()
+        ignored = {"device"}
+        if not self.uses_detector:
+            ignored |= {"detector_weights", "min_size", "max_size"}
+        if self.objects != "detect":
+            ignored |= {"score_threshold", "max_objects", "classes"}
+        return {name: value for name, value in values.items() if name not in ignored}
+
     @property
     def uses_detector(self) -> bool:
         """True when a Faster R-CNN model is needed (to detect, or to embed with ``roi``)."""
@@ -110,3 +134,7 @@ class IndexSettings:
         values = dict(values)
         values["classes"] = tuple(values.get("classes") or ())
         return cls(**values)
+
+
+def _absolute_weights(spec: str) -> str:
+    return spec if spec in ("default", "random") else str(Path(spec).expanduser().absolute())

@@ -1,8 +1,8 @@
-"""A consistent, read-only view of an index directory, loaded into memory.
+"""A consistent, read-only view of an index, loaded into memory.
 
 Everything a query needs (the FAISS index, every object's box, label, score and
-image) is read inside one SQLite read transaction, at one generation, so a
-snapshot never mixes two states of an index that is being written.
+image) is read from the active store inside one SQLite read transaction, at
+one generation, so a snapshot never mixes two states of an index being written.
 """
 
 from __future__ import annotations
@@ -15,8 +15,11 @@ import faiss
 import numpy as np
 
 from .errors import StoreError
+from .layout import active_store, read_pointer
 from .manifest import Manifest
-from .store import connect, vectors_path
+from .store import VectorsMissing, read_store
+
+LOAD_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,8 @@ class IndexSnapshot:
 
     Attributes:
         directory: the index folder.
+        store: the store folder inside it that was read.
+        generation: the commit that was read.
         manifest: its manifest.
         index: the FAISS index (ids are object ids).
         object_ids: ``(M,)`` int64, sorted.
@@ -37,6 +42,8 @@ class IndexSnapshot:
     """
 
     directory: Path
+    store: Path
+    generation: int
     manifest: Manifest
     index: faiss.Index
     object_ids: np.ndarray
@@ -49,30 +56,32 @@ class IndexSnapshot:
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> "IndexSnapshot":
-        """Load the last committed state of ``directory`` and check that vectors and metadata agree."""
+        """Load the last committed state of index ``directory`` and check that vectors and metadata agree."""
         directory = Path(directory)
-        if not directory.is_dir():
-            raise StoreError(
-                f"index folder {directory} does not exist; build it with 'retrieval index GALLERY --index {directory}'"
-            )
-        manifest = Manifest.load(directory)
-        db = connect(directory, read_only=True)
-        try:
-            db.execute("BEGIN")
-            generation = db.execute("SELECT value FROM state WHERE key = 'generation'").fetchone()[0]
-            rows = db.execute("SELECT id, image_id, x1, y1, x2, y2, label, score FROM objects ORDER BY id").fetchall()
-            images = db.execute("SELECT id, path, status, error FROM images ORDER BY path").fetchall()
-            index = _read_vectors(directory, generation)
-            db.execute("COMMIT")
-        finally:
-            db.close()
-        object_ids = np.array([r[0] for r in rows], dtype=np.int64)
-        _check_agreement(directory, manifest, index, object_ids)
+        for attempt in range(LOAD_ATTEMPTS):
+            store = active_store(directory)
+            try:
+                return cls._load_store(directory, store)
+            except VectorsMissing:
+                # A commit removed the vectors file of the generation just read: read again.
+                if attempt == LOAD_ATTEMPTS - 1:
+                    raise
+            except StoreError:
+                # A rebuild may have replaced and removed this store while we read it: read HEAD again.
+                if attempt == LOAD_ATTEMPTS - 1 or read_pointer(directory) == store.name:
+                    raise
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def _load_store(cls, directory: Path, store: Path) -> "IndexSnapshot":
+        manifest, generation, index, rows, images = read_store(store)
         return cls(
             directory=directory,
+            store=store,
+            generation=generation,
             manifest=manifest,
             index=index,
-            object_ids=object_ids,
+            object_ids=np.array([r[0] for r in rows], dtype=np.int64),
             object_image=np.array([r[1] for r in rows], dtype=np.int64),
             boxes=np.array([r[2:6] for r in rows], dtype=np.float32).reshape(-1, 4),
             labels=[r[6] for r in rows],
@@ -91,27 +100,3 @@ class IndexSnapshot:
 
     def absolute_path(self, image_id: int) -> Path:
         return self.gallery_root / self.image_paths[int(image_id)]
-
-
-def _read_vectors(directory: Path, generation: int) -> faiss.Index:
-    path = vectors_path(directory, generation)
-    if not path.is_file():
-        raise StoreError(f"{path} is missing: the index is damaged; rebuild it")
-    try:
-        return faiss.read_index(str(path))
-    except RuntimeError as error:
-        raise StoreError(f"{path} cannot be read by FAISS ({str(error).splitlines()[0]}); rebuild the index") from None
-
-
-def _check_agreement(directory: Path, manifest: Manifest, index: faiss.Index, object_ids: np.ndarray) -> None:
-    if index.d != manifest.dimension:
-        raise StoreError(
-            f"{directory}: vectors have dimension {index.d} but the manifest says {manifest.dimension}; "
-            "rebuild the index"
-        )
-    vector_ids = np.sort(faiss.vector_to_array(index.id_map)) if index.ntotal else np.zeros(0, dtype=np.int64)
-    if len(vector_ids) != len(object_ids) or not np.array_equal(vector_ids, object_ids):
-        raise StoreError(
-            f"{directory}: {index.ntotal} vectors but {len(object_ids)} object rows, or their ids differ; "
-            "the index is damaged; rebuild it"
-        )

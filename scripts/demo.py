@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -61,16 +60,14 @@ def choose_weights() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--index", default="demo-index", help="index folder to (re)create")
+    parser.add_argument("--index", default="demo-index", help="index folder to create or update")
     parser.add_argument("--picture", default="demo-result.jpg", help="where to write the query picture")
     args = parser.parse_args()
     if not (ROOT / "gallery" / "annotations.json").is_file() or not (ROOT / "query" / "ground_truth.json").is_file():
         generate(ROOT)
     weights = choose_weights()
     first = json.loads((ROOT / "query" / "ground_truth.json").read_text())["queries"][0]
-    index_dir = ROOT / args.index
-    if index_dir.exists():
-        shutil.rmtree(index_dir)
+    # A second run updates the index (nothing to do); --rebuild lets the weights differ from the last run's.
     run(
         [
             "retrieval",
@@ -86,6 +83,7 @@ def main() -> None:
             "gallery/annotations.json",
             "--weights",
             weights,
+            "--rebuild",
         ]
     )
     run(

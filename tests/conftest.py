@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from retrieval.models import FasterRCNNModel, ResNet50Embedder
+from retrieval.settings import IndexSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 GALLERY = ROOT / "gallery"
@@ -17,6 +18,23 @@ GROCERY = ROOT.parent / "shared" / "data" / "grocery"
 SMALL_MIN_SIZE, SMALL_MAX_SIZE = 320, 533  # a small detector input keeps the tests fast on 2 cores
 
 sys.path.insert(0, str(ROOT / "scripts"))
+
+RANDOM_WHOLE = IndexSettings(embedder="resnet50", objects="whole", weights="random", device="cpu")
+"""Each image one object, random ResNet50 vectors: the fastest honest index for store and pipeline tests."""
+
+
+def random_detect(max_objects: int) -> IndexSettings:
+    """roi on random Faster R-CNN detections: score threshold 0 keeps exactly ``max_objects`` per image."""
+    return IndexSettings(
+        embedder="roi",
+        objects="detect",
+        weights="random",
+        score_threshold=0.0,
+        max_objects=max_objects,
+        min_size=SMALL_MIN_SIZE,
+        max_size=SMALL_MAX_SIZE,
+        device="cpu",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +60,15 @@ def grocery() -> Path:
     if not (GROCERY / "val").is_dir():
         pytest.skip(f"real photos not found at {GROCERY} (they come with the development machines, not the repository)")
     return GROCERY
+
+
+def copy_demo_images(folder: Path, count: int, start: int = 0) -> list[str]:
+    """Copy ``count`` distinct demo images (gallery scenes, then query images) into ``folder``; return their names."""
+    sources = sorted(GALLERY.glob("*.jpg")) + sorted(QUERY.glob("*.jpg"))
+    folder.mkdir(parents=True, exist_ok=True)
+    names = []
+    for source in sources[start : start + count]:
+        name = f"{source.parent.name}-{source.name}"
+        (folder / name).write_bytes(source.read_bytes())
+        names.append(name)
+    return names

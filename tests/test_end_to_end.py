@@ -164,9 +164,10 @@ def test_query_against_a_missing_index_or_image_is_one_line(tmp_path, resnet_ind
 def test_query_refuses_models_other_than_the_index_was_built_with(resnet_index, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(resnet_index, copy)
-    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest_path = copy / (copy / "HEAD").read_text().strip() / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
     manifest["embedder"]["weights"]["state_sha256"] = "0" * 64
-    (copy / "manifest.json").write_text(json.dumps(manifest))
+    manifest_path.write_text(json.dumps(manifest))
     result = cli("query", GALLERY / "scene_005.jpg", "--index", copy)
     assert result.exit_code == 1
     assert (
@@ -175,9 +176,11 @@ def test_query_refuses_models_other_than_the_index_was_built_with(resnet_index, 
     )
 
 
-def test_indexing_into_an_existing_index_is_refused(resnet_index):
-    result = cli("index", GALLERY, "--index", resnet_index, "--embedder", "resnet50", *ANNOTATED)
-    assert result.exit_code == 1 and "already holds an index" in result.output
+def test_indexing_again_passes_every_unchanged_image_over(resnet_index):
+    result = cli("index", GALLERY, "--index", resnet_index, "--quiet")  # the index's own settings
+    assert result.exit_code == 0, result.output
+    assert "indexed 40 images, 120 objects" in result.output
+    assert "0 new, 0 changed, 40 unchanged, 0 removed" in result.output
 
 
 def test_detected_objects_are_found_again_by_their_own_box(tmp_path):

@@ -21,12 +21,13 @@ def test_walk_is_recursive_sorted_and_matches_extensions_in_any_case(tmp_path):
         "f.TIFF",
         "g.bmp",
         "notes.txt",
-        "h.gif",
+        "h.GIF",
+        "h.png.txt",
         "i.jpg.bak",
     ]:
         touch(tmp_path / name)
     listing = walk_gallery(tmp_path)
-    assert listing.images == ["a.jpeg", "b.JPG", "e.tif", "f.TIFF", "g.bmp", "sub/c.Png", "sub/deeper/d.webp"]
+    assert listing.images == ["a.jpeg", "b.JPG", "e.tif", "f.TIFF", "g.bmp", "h.GIF", "sub/c.Png", "sub/deeper/d.webp"]
     assert listing.problems == []
     assert listing.root == tmp_path
 

@@ -1,15 +1,15 @@
 """Real phone photos from ../shared/data/grocery index without error (skipped where the folder is absent)."""
 
-from retrieval import IndexSettings, Searcher, build_index
+from retrieval import Searcher, build_index
 
-from .conftest import SMALL_MAX_SIZE, SMALL_MIN_SIZE
+from .conftest import RANDOM_WHOLE, random_detect
 
 
 def test_all_real_photos_index_whole_with_resnet50(grocery, tmp_path):
     summary = build_index(
         grocery / "val",
         tmp_path / "index",
-        IndexSettings(embedder="resnet50", objects="whole", weights="random", device="cpu"),
+        RANDOM_WHOLE,
         progress=False,
     )
     photos = [p for p in (grocery / "val").rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")]
@@ -20,16 +20,7 @@ def test_all_real_photos_index_whole_with_resnet50(grocery, tmp_path):
 
 def test_real_photos_detect_and_roi_embed(grocery, tmp_path):
     gallery = grocery / "val" / "Fruit" / "Apple"
-    settings = IndexSettings(
-        embedder="roi",
-        objects="detect",
-        weights="random",
-        score_threshold=0.0,
-        max_objects=3,
-        min_size=SMALL_MIN_SIZE,
-        max_size=SMALL_MAX_SIZE,
-        device="cpu",
-    )
+    settings = random_detect(max_objects=3)
     summary = build_index(gallery, tmp_path / "index", settings, progress=False)
     photos = sorted(gallery.rglob("*.jpg"))
     assert summary.skipped == [] and summary.images == len(photos) and summary.objects == 3 * len(photos)

@@ -1,7 +1,8 @@
-"""The index directory: round trip, atomic files, agreement checks, manifest."""
+"""The store folder and its writer: round trip, replacement and removal, atomic commits, agreement checks."""
 
 import json
 import sqlite3
+from contextlib import closing
 
 import faiss
 import numpy as np
@@ -9,11 +10,12 @@ import pytest
 
 from retrieval.errors import StoreError
 from retrieval.images import LoadedImage
+from retrieval.layout import HEAD_NAME, IndexLock, point
 from retrieval.manifest import Manifest
 from retrieval.objects import ImageObjects
 from retrieval.settings import IndexSettings
 from retrieval.snapshot import IndexSnapshot
-from retrieval.store import IndexWriter, vectors_path
+from retrieval.store import StoreWriter, vectors_path
 
 DIM = 8
 
@@ -24,38 +26,44 @@ def manifest(tmp_path) -> Manifest:
     return Manifest(settings, embedder, None, str(tmp_path / "gallery"))
 
 
-def image(width=64, height=48) -> LoadedImage:
-    return LoadedImage(rgb=np.zeros((height, width, 3), np.uint8), sha256="ab" * 32, file_size=123, mtime=1.5)
-
-
-def unit(rng, n):
-    v = rng.normal(size=(n, DIM)).astype(np.float32)
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
+def image(width=64, height=48, sha="ab") -> LoadedImage:
+    return LoadedImage(rgb=np.zeros((height, width, 3), np.uint8), sha256=sha * 32, file_size=123, mtime_ns=1_500)
 
 
 def objects(rng, n, detected=True) -> ImageObjects:
     boxes = np.array([[i, i, i + 10, i + 20] for i in range(n)], dtype=np.float32)
     scores = np.linspace(0.9, 0.5, n).astype(np.float32) if detected else np.full(n, np.nan, np.float32)
-    return ImageObjects(boxes, [f"c{i}" for i in range(n)], scores, unit(rng, n))
+    vectors = rng.normal(size=(n, DIM)).astype(np.float32)
+    return ImageObjects(
+        boxes, [f"c{i}" for i in range(n)], scores, vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    )
+
+
+def new_index(tmp_path) -> StoreWriter:
+    writer = StoreWriter.create(tmp_path / "index" / "store-1", manifest(tmp_path))
+    point(tmp_path / "index", HEAD_NAME, writer.folder)
+    return writer
 
 
 def build(tmp_path, rng):
-    writer = IndexWriter(tmp_path / "index", manifest(tmp_path))
+    writer = new_index(tmp_path)
     first, second = objects(rng, 3), objects(rng, 2, detected=False)
-    writer.add_image("a.jpg", image(), first)
-    writer.add_skipped("broken.jpg", "empty file (0 bytes)")
-    writer.add_image("sub/b.png", image(32, 32), second)
+    writer.put_image("a.jpg", image(), first)
+    writer.put_skipped("broken.jpg", "empty file (0 bytes)", 0, 7)
+    writer.put_image("sub/b.png", image(32, 32), second, source_key="k1")
     writer.close()
     return first, second
+
+
+def stored_vectors(snapshot) -> np.ndarray:
+    return np.vstack([snapshot.index.reconstruct(int(i)) for i in snapshot.object_ids])
 
 
 def test_round_trip_keeps_vectors_boxes_labels_scores_and_paths(tmp_path):
     first, second = build(tmp_path, np.random.default_rng(0))
     snapshot = IndexSnapshot.load(tmp_path / "index")
     assert snapshot.object_ids.tolist() == [0, 1, 2, 3, 4]
-    assert snapshot.index.ntotal == 5
-    stored = np.vstack([snapshot.index.reconstruct(i) for i in range(5)])
-    np.testing.assert_array_equal(stored, np.vstack([first.vectors, second.vectors]))
+    np.testing.assert_array_equal(stored_vectors(snapshot), np.vstack([first.vectors, second.vectors]))
     np.testing.assert_array_equal(snapshot.boxes, np.vstack([first.boxes, second.boxes]))
     assert snapshot.labels == ["c0", "c1", "c2", "c0", "c1"]
     np.testing.assert_allclose(snapshot.scores[:3], first.scores)
@@ -74,51 +82,86 @@ def test_inner_product_search_returns_the_same_vector_first(tmp_path):
 
 def test_images_table_records_size_mtime_hash_status_and_error(tmp_path):
     build(tmp_path, np.random.default_rng(2))
-    with sqlite3.connect(tmp_path / "index" / "metadata.sqlite") as db:
-        rows = db.execute(
-            "SELECT path, width, height, file_size, mtime, sha256, status, error FROM images ORDER BY path"
-        ).fetchall()
+    with closing(sqlite3.connect(tmp_path / "index" / "store-1" / "metadata.sqlite")) as db:
+        columns = "path, width, height, file_size, mtime_ns, sha256, source_key, status, error"
+        rows = db.execute(f"SELECT {columns} FROM images ORDER BY path").fetchall()
     assert rows == [
-        ("a.jpg", 64, 48, 123, 1.5, "ab" * 32, "indexed", None),
-        ("broken.jpg", None, None, None, None, None, "skipped", "empty file (0 bytes)"),
-        ("sub/b.png", 32, 32, 123, 1.5, "ab" * 32, "indexed", None),
+        ("a.jpg", 64, 48, 123, 1500, "ab" * 32, None, "indexed", None),
+        ("broken.jpg", None, None, 0, 7, None, None, "skipped", "empty file (0 bytes)"),
+        ("sub/b.png", 32, 32, 123, 1500, "ab" * 32, "k1", "indexed", None),
     ]
 
 
-def test_saves_are_atomic_and_leave_one_vectors_file(tmp_path):
-    build(tmp_path, np.random.default_rng(3))
-    names = sorted(p.name for p in (tmp_path / "index").iterdir())
-    vector_files = [n for n in names if n.endswith(".faiss")]
-    assert vector_files == ["vectors.1.faiss"]  # generation 0 at creation, 1 after close() committed
+def test_putting_an_image_again_replaces_its_objects_and_vectors(tmp_path):
+    rng = np.random.default_rng(3)
+    build(tmp_path, rng)
+    writer = StoreWriter.open(tmp_path / "index" / "store-1")
+    replacement = objects(rng, 1)
+    writer.put_image("a.jpg", image(sha="cd"), replacement)
+    writer.put_skipped("sub/b.png", "now broken")
+    writer.close()
+    snapshot = IndexSnapshot.load(tmp_path / "index")
+    assert snapshot.object_ids.tolist() == [5]  # ids are never reused
+    np.testing.assert_array_equal(stored_vectors(snapshot), replacement.vectors)
+    assert list(snapshot.image_paths.values()) == ["a.jpg"]
+    assert dict(snapshot.skipped) == {"broken.jpg": "empty file (0 bytes)", "sub/b.png": "now broken"}
+
+
+def test_remove_takes_rows_and_vectors_out(tmp_path):
+    build(tmp_path, np.random.default_rng(4))
+    writer = StoreWriter.open(tmp_path / "index" / "store-1")
+    assert writer.remove(["a.jpg", "not-there.jpg"]) == 1
+    writer.close()
+    snapshot = IndexSnapshot.load(tmp_path / "index")
+    assert snapshot.object_ids.tolist() == [3, 4] and list(snapshot.image_paths.values()) == ["sub/b.png"]
+
+
+def test_commits_are_atomic_and_leave_one_vectors_file(tmp_path):
+    build(tmp_path, np.random.default_rng(5))
+    names = sorted(p.name for p in (tmp_path / "index" / "store-1").iterdir())
+    assert [n for n in names if n.endswith(".faiss")] == ["vectors.1.faiss"]  # generation 0 at creation, 1 at close
     assert not [n for n in names if n.endswith(".tmp")]
-    saved = json.loads((tmp_path / "index" / "manifest.json").read_text())
+    saved = json.loads((tmp_path / "index" / "store-1" / "manifest.json").read_text())
     assert saved["dimension"] == DIM and saved["counts"]["objects"] == 5 and saved["format_version"] == 1
 
 
 def test_uncommitted_work_is_invisible_to_readers(tmp_path):
-    rng = np.random.default_rng(4)
-    writer = IndexWriter(tmp_path / "index", manifest(tmp_path))
-    writer.add_image("a.jpg", image(), objects(rng, 2))
+    rng = np.random.default_rng(6)
+    writer = new_index(tmp_path)
+    writer.put_image("a.jpg", image(), objects(rng, 2))
     assert IndexSnapshot.load(tmp_path / "index").index.ntotal == 0
     writer.commit()
     assert IndexSnapshot.load(tmp_path / "index").index.ntotal == 2
-    writer.add_image("b.jpg", image(), objects(rng, 1))
+    writer.put_image("b.jpg", image(), objects(rng, 1))
     assert IndexSnapshot.load(tmp_path / "index").index.ntotal == 2
-    writer.close()
-    assert IndexSnapshot.load(tmp_path / "index").index.ntotal == 3
+    writer.abandon()
+    assert IndexSnapshot.load(tmp_path / "index").index.ntotal == 2
+
+
+def test_opening_removes_debris_of_a_crashed_commit(tmp_path):
+    build(tmp_path, np.random.default_rng(7))
+    store = tmp_path / "index" / "store-1"
+    faiss.write_index(
+        faiss.IndexIDMap2(faiss.IndexFlatIP(DIM)), str(vectors_path(store, 2))
+    )  # written, never committed
+    (store / ".vectors.3.faiss.123.tmp").write_bytes(b"half")
+    assert IndexSnapshot.load(tmp_path / "index").generation == 1
+    StoreWriter.open(store).abandon()
+    assert sorted(p.name for p in store.glob("*vectors*")) == ["vectors.1.faiss"]
 
 
 def test_loading_detects_vectors_and_rows_that_disagree(tmp_path):
-    build(tmp_path, np.random.default_rng(5))
-    with sqlite3.connect(tmp_path / "index" / "metadata.sqlite") as db:
+    build(tmp_path, np.random.default_rng(8))
+    with closing(sqlite3.connect(tmp_path / "index" / "store-1" / "metadata.sqlite")) as db:
         db.execute("DELETE FROM objects WHERE id = 4")
+        db.commit()
     with pytest.raises(StoreError, match="5 vectors but 4 object rows, or their ids differ; the index is damaged"):
         IndexSnapshot.load(tmp_path / "index")
 
 
 def test_loading_detects_a_missing_or_unreadable_vectors_file(tmp_path):
-    build(tmp_path, np.random.default_rng(6))
-    path = vectors_path(tmp_path / "index", 1)
+    build(tmp_path, np.random.default_rng(9))
+    path = vectors_path(tmp_path / "index" / "store-1", 1)
     path.write_bytes(b"garbage")
     with pytest.raises(StoreError, match="cannot be read by FAISS"):
         IndexSnapshot.load(tmp_path / "index")
@@ -128,37 +171,38 @@ def test_loading_detects_a_missing_or_unreadable_vectors_file(tmp_path):
 
 
 def test_dimension_disagreement_is_detected(tmp_path):
-    build(tmp_path, np.random.default_rng(7))
-    faiss.write_index(faiss.IndexIDMap2(faiss.IndexFlatIP(DIM + 1)), str(vectors_path(tmp_path / "index", 1)))
+    build(tmp_path, np.random.default_rng(10))
+    faiss.write_index(
+        faiss.IndexIDMap2(faiss.IndexFlatIP(DIM + 1)), str(vectors_path(tmp_path / "index" / "store-1", 1))
+    )
     with pytest.raises(StoreError, match="dimension 9 but the manifest says 8"):
         IndexSnapshot.load(tmp_path / "index")
-
-
-def test_existing_index_or_busy_folder_is_refused(tmp_path):
-    build(tmp_path, np.random.default_rng(8))
-    with pytest.raises(StoreError, match="already holds an index"):
-        IndexWriter(tmp_path / "index", manifest(tmp_path))
-    (tmp_path / "other").mkdir()
-    (tmp_path / "other" / "keep.txt").write_text("mine")
-    with pytest.raises(StoreError, match="is not an empty folder"):
-        IndexWriter(tmp_path / "other", manifest(tmp_path))
 
 
 def test_not_an_index(tmp_path):
     with pytest.raises(StoreError, match="does not exist"):
         IndexSnapshot.load(tmp_path / "nothing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(StoreError, match="is not an index \\(no manifest.json\\)"):
+    with pytest.raises(StoreError, match="is not an index \\(no HEAD\\)"):
         IndexSnapshot.load(tmp_path / "empty")
 
 
 def test_manifest_round_trip_and_newer_format_refused(tmp_path):
     original = manifest(tmp_path).with_counts(images=3, objects=7, skipped=1)
     original.save(tmp_path)
-    loaded = Manifest.load(tmp_path)
-    assert loaded == original
+    assert Manifest.load(tmp_path) == original
     data = json.loads((tmp_path / "manifest.json").read_text())
     data["format_version"] = 99
     (tmp_path / "manifest.json").write_text(json.dumps(data))
     with pytest.raises(StoreError, match="format version 99; this version of retrieval reads 1"):
         Manifest.load(tmp_path)
+
+
+def test_a_second_writer_is_refused_while_the_first_holds_the_lock(tmp_path):
+    with IndexLock(tmp_path / "index"):
+        with pytest.raises(StoreError) as error:
+            with IndexLock(tmp_path / "index"):
+                pass
+    assert "is being updated by another process (pid " in str(error.value)
+    with IndexLock(tmp_path / "index"):  # released
+        pass

@@ -9,6 +9,7 @@ same way: backbone on the whole image, box mapped into the resized frame.
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -28,6 +29,7 @@ COCO_WEIGHTS = FasterRCNN_ResNet50_FPN_Weights.COCO_V1
 COCO_CATEGORIES: list[str] = list(COCO_WEIGHTS.meta["categories"])
 ROI_DIMENSION = 1024
 _UNLIMITED_DETECTIONS = 100_000
+MIN_RESIZED_SIDE = 32  # one cell of the coarsest backbone stride
 
 
 def build_faster_rcnn(min_size: int = 800, max_size: int = 1333) -> FasterRCNN:
@@ -83,46 +85,71 @@ class FasterRCNNModel:
 
     @torch.inference_mode()
     def detect(self, images: Sequence[np.ndarray], with_vectors: bool) -> list[ImageObjects]:
-        """Detect objects in each image; with ``with_vectors`` also embed each final box (``roi``)."""
-        batch, features = self._backbone(images)
+        """Detect objects in each image; with ``with_vectors`` also embed each final box (``roi``).
+
+        The vector of a detection is exactly what ``embed`` gives for its (returned) box.
+        """
+        batch, features, frames = self._backbone(images)
         proposals, _ = self.model.rpn(batch, features)
         heads = self.model.roi_heads
         box_features = heads.box_head(heads.box_roi_pool(features, proposals, batch.image_sizes))
         class_logits, box_regression = heads.box_predictor(box_features)
         boxes, scores, labels = heads.postprocess_detections(class_logits, box_regression, proposals, batch.image_sizes)
-        kept = [self._keep(s, lab) for s, lab in zip(scores, labels)]
-        boxes = [b[k] for b, k in zip(boxes, kept)]
-        vectors = self._pool(features, boxes, batch.image_sizes) if with_vectors else [None] * len(images)
-        results = []
-        for image, resized_hw, b, s, lab, k, v in zip(images, batch.image_sizes, boxes, scores, labels, kept, vectors):
-            original = to_original_frame(b, resized_hw, image.shape[:2])
-            results.append(
+        found, resized_boxes = [], []
+        for image, frame, resized_hw, b, s, lab in zip(images, frames, batch.image_sizes, boxes, scores, labels):
+            keep = self._keep(s, lab)
+            original = _clip(to_original_frame(b[keep], resized_hw, frame), image.shape[:2])
+            inside = (original[:, 2] > original[:, 0]) & (original[:, 3] > original[:, 1])
+            original, keep = original[inside], keep[inside]
+            resized_boxes.append(to_resized_frame(original, frame, resized_hw))
+            found.append(
                 ImageObjects(
                     boxes=original.float().cpu().numpy().reshape(-1, 4),
-                    labels=[self.categories[int(i)] for i in lab[k]],
-                    scores=s[k].float().cpu().numpy(),
-                    vectors=v,
+                    labels=[self.categories[int(i)] for i in lab[keep]],
+                    scores=s[keep].float().cpu().numpy(),
                 )
             )
-        return results
+        if not with_vectors:
+            return found
+        vectors = self._pool(features, resized_boxes, batch.image_sizes)
+        return [objects.with_vectors(v) for objects, v in zip(found, vectors)]
 
     @torch.inference_mode()
     def embed(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Embed given boxes: ``boxes[i]`` is ``(N_i, 4)`` in image i's original pixels → ``(N_i, 1024)`` unit rows."""
-        batch, features = self._backbone(images)
+        batch, features, frames = self._backbone(images)
         resized = [
-            to_resized_frame(
-                torch.as_tensor(b, dtype=torch.float32, device=self.device).reshape(-1, 4), image.shape[:2], hw
-            )
-            for image, b, hw in zip(images, boxes, batch.image_sizes)
+            to_resized_frame(torch.as_tensor(b, dtype=torch.float32, device=self.device).reshape(-1, 4), frame, hw)
+            for b, frame, hw in zip(boxes, frames, batch.image_sizes)
         ]
         return self._pool(features, resized, batch.image_sizes)
 
     def _backbone(self, images: Sequence[np.ndarray]):
-        """Resize and normalise (GeneralizedRCNNTransform), then run the FPN backbone once."""
-        tensors = [torch.from_numpy(image).to(self.device).permute(2, 0, 1).float().div_(255.0) for image in images]
+        """Resize and normalise (GeneralizedRCNNTransform), then run the FPN backbone once.
+
+        Returns the batch, the FPN features and each image's frame ``(H, W)`` as the transform saw it:
+        the image itself, or the image padded at the bottom or right when it is so thin that resizing
+        would leave it less than one feature-map cell wide. Padding does not move original pixel
+        coordinates.
+        """
+        tensors, frames = [], []
+        for image in images:
+            image = self._pad_thin(image)
+            frames.append(image.shape[:2])
+            tensors.append(torch.from_numpy(image).to(self.device).permute(2, 0, 1).float().div_(255.0))
         batch, _ = self.model.transform(tensors)
-        return batch, self.model.backbone(batch.tensors)
+        return batch, self.model.backbone(batch.tensors), frames
+
+    def _pad_thin(self, image: np.ndarray) -> np.ndarray:
+        """Pad the short side so that after the transform's resize it is at least ``MIN_RESIZED_SIDE`` pixels."""
+        height, width = image.shape[:2]
+        transform = self.model.transform
+        min_size, max_size = float(transform.min_size[-1]), float(transform.max_size)
+        scale = min(min_size / min(height, width), max_size / max(height, width))
+        needed = math.ceil(MIN_RESIZED_SIDE / scale)
+        if min(height, width) * scale >= MIN_RESIZED_SIDE:
+            return image
+        return np.pad(image, ((0, max(0, needed - height)), (0, max(0, needed - width)), (0, 0)))
 
     def _pool(self, features, boxes: list[torch.Tensor], image_sizes) -> list[np.ndarray]:
         """ROI-pool resized-frame boxes through the box head: ``(N_i, 1024)`` L2-normalised rows per image."""
@@ -141,3 +168,11 @@ class FasterRCNNModel:
             allowed = torch.tensor(sorted(self.class_ids), device=labels.device)
             keep = keep[torch.isin(labels, allowed)]
         return keep[: self.max_objects]
+
+
+def _clip(boxes: torch.Tensor, image_hw: tuple[int, int]) -> torch.Tensor:
+    """Clip ``(N, 4)`` boxes to an image of ``(height, width)`` pixels."""
+    height, width = image_hw
+    x = boxes[:, 0::2].clamp(0, width)
+    y = boxes[:, 1::2].clamp(0, height)
+    return torch.stack([x[:, 0], y[:, 0], x[:, 1], y[:, 1]], dim=1)
