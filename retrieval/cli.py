@@ -17,6 +17,7 @@ from .evaluate import evaluate as evaluate_index
 from .images import DEFAULT_MAX_PIXELS, load_image
 from .indexer import COMMIT_SECONDS, build_index, existing_settings
 from .info import index_info
+from .models.speed import PRECISIONS
 from .remove import remove_images
 from .search import GROUPS, Searcher
 from .settings import DEVICES, EMBEDDERS, OBJECT_SOURCES, IndexSettings
@@ -107,6 +108,20 @@ def main() -> None:
 )
 @click.option("--max-size", type=int, default=1333, show_default=True, help="Detector input: long side at most this.")
 @device_option
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default="auto",
+    show_default=True,
+    help="Model arithmetic: auto = bf16 on CPUs with AMX/AVX-512 BF16 and on GPUs (fp16 on older GPUs), else fp32.",
+)
+@click.option(
+    "--index-type",
+    default="auto",
+    show_default=True,
+    help="Vector index: auto (exact up to 100,000 vectors, then ivf), flat, hnsw, ivf, ivfpq, or a FAISS factory "
+    "string.",
+)
 @click.option("--rebuild", is_flag=True, help="Allow other settings than the existing index's: re-index everything.")
 @click.option("--prune", is_flag=True, help="Remove indexed images whose files are gone from the gallery.")
 @click.option(

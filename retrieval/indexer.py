@@ -34,13 +34,13 @@ from .layout import HEAD_NAME, PENDING_NAME, IndexLock, new_store_folder, point,
 from .manifest import Manifest
 from .mapper import ObjectMapper
 from .objects import ImageObjects
-from .reader import GalleryImage, SkippedFile, UnchangedFile, batched, read_images
+from .reader import GalleryImage, SkippedFile, UnchangedFile, batched, prefetched, read_images
 from .settings import IndexSettings
 from .store import StoreWriter
 
 log = logging.getLogger(__name__)
 
-IMAGES_PER_BATCH = 1
+IMAGES_PER_BATCH = 8  # images whose crops are embedded together (the detector takes what suits the device)
 COMMIT_SECONDS = 30.0
 
 
@@ -56,7 +56,8 @@ class IndexSummary:
         gone: indexed images no longer in the gallery and kept (no ``prune``).
         rebuilt: True when a new store replaced the old one (``rebuild`` with other settings).
         seconds: wall time of the run.
-        stage_seconds: time spent reading (decoding), mapping (models) and writing.
+        stage_seconds: time spent loading the models, waiting for decoded images (``read``), in the
+            models (``map``) and writing.
     """
 
     images: int = 0
@@ -134,7 +135,9 @@ def _build_locked(
         annotations = load_annotations(settings.annotations) if settings.objects == "annotations" else None
         if annotations is not None:
             annotations.check_images_exist(listing.images, str(listing.root))
+        loading = time.perf_counter()
         mapper = ObjectMapper(settings, annotations)
+        loaded_in = time.perf_counter() - loading
         detector, embedder = mapper.models
         wanted = Manifest(settings, embedder, detector, str(listing.root))
         if current and not rebuild and not _same_vectors(current, wanted):
@@ -154,6 +157,7 @@ def _build_locked(
                 progress=progress,
             )
             writer.close()
+            summary.stage_seconds["load"] = loaded_in
         except StoreError as error:
             writer.abandon()
             kept = (
@@ -185,7 +189,7 @@ def _open_store(index_dir: Path, current: Manifest | None, wanted: Manifest) -> 
         if pending is not None:
             point(index_dir, PENDING_NAME, None)
             remove_other_stores(index_dir, keep={head})
-        return StoreWriter.open(index_dir / head), False
+        return StoreWriter.open(index_dir / head, wanted.settings), False
     if pending is not None and pending != head and _pending_matches(index_dir / pending, wanted):
         log.info("resuming the rebuild in %s", index_dir / pending)
         return StoreWriter.open(index_dir / pending), True
@@ -215,9 +219,8 @@ def _update(
     for rel_path, reason in listing.problems:
         _skip(writer, summary, SkippedFile(rel_path, reason))
     bar = tqdm(total=len(listing.images), unit="img", desc="indexing", disable=not progress, file=sys.stderr)
-    items = _timed(
-        read_images(listing.root, listing.images, known, mapper.source_key, max_pixels), summary.stage_seconds, "read"
-    )
+    decoded = read_images(listing.root, listing.images, known, mapper.source_key, max_pixels)
+    items = _timed(prefetched(decoded, 2 * IMAGES_PER_BATCH), summary.stage_seconds, "read")
     last_commit = time.perf_counter()
     for batch in batched(items, IMAGES_PER_BATCH):
         images = [item for item in batch if isinstance(item, GalleryImage)]

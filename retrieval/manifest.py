@@ -20,6 +20,7 @@ import torchvision
 from .atomic import atomic_write_text
 from .errors import StoreError
 from .settings import IndexSettings
+from .vector_index import FLAT, IndexPlan
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -35,6 +36,7 @@ class Manifest:
         detector: ``{"name": "fasterrcnn_resnet50_fpn", "weights": identity}``, or ``None``
             when no detector was used (``resnet50`` with whole images or annotations).
         gallery_root: the gallery folder, absolute.
+        vectors: the FAISS index kind, factory string and search parameters (``IndexPlan.to_dict``).
         counts: ``{"images": indexed images, "objects": vectors, "skipped": skipped files}``.
         versions: library versions that built the index (informative).
     """
@@ -43,6 +45,7 @@ class Manifest:
     embedder: dict
     detector: dict | None
     gallery_root: str
+    vectors: dict = field(default_factory=lambda: FLAT.to_dict())
     counts: dict = field(default_factory=lambda: {"images": 0, "objects": 0, "skipped": 0})
     versions: dict = field(default_factory=lambda: library_versions())
     created_at: str = field(default_factory=lambda: _now())
@@ -52,6 +55,10 @@ class Manifest:
     @property
     def dimension(self) -> int:
         return int(self.embedder["dimension"])
+
+    @property
+    def plan(self) -> IndexPlan:
+        return IndexPlan.from_dict(self.vectors)
 
     def with_counts(self, images: int, objects: int, skipped: int) -> "Manifest":
         return replace(self, counts={"images": images, "objects": objects, "skipped": skipped}, updated_at=_now())
@@ -63,6 +70,7 @@ class Manifest:
             "detector": self.detector,
             "dimension": self.dimension,
             "gallery_root": self.gallery_root,
+            "vectors": self.vectors,
             "counts": self.counts,
             "settings": self.settings.to_dict(),
             "versions": self.versions,
@@ -91,6 +99,7 @@ class Manifest:
                 embedder=data["embedder"],
                 detector=data["detector"],
                 gallery_root=data["gallery_root"],
+                vectors=data.get("vectors", FLAT.to_dict()),  # indexes from before index types were flat
                 counts=data["counts"],
                 versions=data.get("versions", {}),
                 created_at=data.get("created_at", ""),

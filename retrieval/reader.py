@@ -8,8 +8,10 @@ mtime are refreshed). Everything else is read, hashed and decoded.
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from queue import Full, Queue
 from typing import Callable, Iterable, Iterator
 
 from .errors import ImageError
@@ -80,6 +82,45 @@ def read_images(
             yield GalleryImage(rel_path, LoadedImage(rgb, digest, size, mtime), key)
         except ImageError as error:
             yield SkippedFile(rel_path, str(error).removeprefix(f"{path}: "), size, mtime)
+
+
+def prefetched(items: Iterable, depth: int) -> Iterator:
+    """Yield ``items`` in order while a background thread produces up to ``depth`` ahead.
+
+    Decoding (Pillow releases the GIL) then overlaps with the models. An exception raised while
+    producing is raised here, at the item where it happened.
+    """
+    queue: Queue = Queue(maxsize=max(1, depth))
+    finished = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        queue.put((item, None), timeout=0.1)
+                        break
+                    except Full:
+                        continue
+                if stop.is_set():
+                    return
+            queue.put((finished, None))
+        except BaseException as error:  # handed to the consumer
+            queue.put((finished, error))
+
+    thread = threading.Thread(target=produce, name="retrieval-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = queue.get()
+            if item is finished:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
 
 
 def batched(items: Iterable, size: int) -> Iterator[list]:

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SettingsError
+from .models.speed import PRECISIONS
+from .vector_index import check_index_type
 
 EMBEDDERS = ("roi", "resnet50")
 OBJECT_SOURCES = ("detect", "whole", "annotations")
@@ -40,6 +42,8 @@ class IndexSettings:
             resized to ``min_size`` unless the long side would pass ``max_size``
             (torchvision's GeneralizedRCNNTransform).
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+        precision: ``auto`` (bf16 where the hardware is fast at it), ``fp32``, ``bf16`` or ``fp16`` (GPUs).
+        index_type: the FAISS index kind (``auto``, ``flat``, ``hnsw``, ``ivf``, ``ivfpq``) or a factory string.
     """
 
     embedder: str = "roi"
@@ -53,6 +57,8 @@ class IndexSettings:
     min_size: int = 800
     max_size: int = 1333
     device: str = "auto"
+    precision: str = "auto"
+    index_type: str = "auto"
 
     def __post_init__(self) -> None:
         if self.embedder == "roi":
@@ -69,6 +75,9 @@ class IndexSettings:
             raise SettingsError("--annotations is only used with --objects annotations")
         if self.device not in DEVICES:
             raise SettingsError(f"unknown device {self.device!r}: use one of {', '.join(DEVICES)}")
+        if self.precision not in PRECISIONS:
+            raise SettingsError(f"unknown precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
+        check_index_type(self.index_type)
         if not 0.0 <= self.score_threshold <= 1.0:
             raise SettingsError(f"--score-threshold {self.score_threshold} must lie between 0 and 1")
         if self.max_objects < 1:
@@ -102,11 +111,12 @@ class IndexSettings:
     def vector_settings(self) -> dict[str, Any]:
         """The settings that decide the stored boxes and vectors; two indexes agreeing on these are comparable.
 
-        ``device`` never matters; detector settings matter only when a detector is used, and the
-        detection filters (threshold, count, classes) only with ``objects="detect"``.
+        ``device``, ``precision`` (bf16 and fp32 vectors agree to a cosine above 0.99) and ``index_type``
+        never matter; detector settings matter only when a detector is used, and the detection filters
+        (threshold, count, classes) only with ``objects="detect"``.
         """
         values = self.to_dict()
-        ignored = {"device"}
+        ignored = {"device", "precision", "index_type"}
         if not self.uses_detector:
             ignored |= {"detector_weights", "min_size", "max_size"}
         if self.objects != "detect":

@@ -4,7 +4,7 @@ A store folder (``DIR/store-<n>``, see layout.py) holds::
 
     manifest.json        what made the vectors (manifest.py); settings never change within a store
     metadata.sqlite      images (path, size, mtime, sha256, status, error) and objects (box, label, score)
-    vectors.<gen>.faiss  FAISS IndexIDMap2 over inner-product flat search; FAISS id = object id
+    vectors.<gen>.faiss  the FAISS index (vector_index.py); FAISS id = object id
 
 Commit protocol, so that a reader or a crash at any moment sees one whole
 committed state: the new ``vectors.<gen+1>.faiss`` is written atomically first;
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -31,6 +31,8 @@ from .errors import StoreError
 from .images import LoadedImage
 from .manifest import Manifest
 from .objects import ImageObjects
+from .settings import IndexSettings
+from .vector_index import all_vectors, filled_index, new_index, plan_for, remove_ids, set_search_params, vector_ids
 
 METADATA_NAME = "metadata.sqlite"
 
@@ -115,6 +117,7 @@ class StoreWriter:
         self.generation = state["generation"]
         self.next_object_id = state["next_object_id"]
         self.changed = False  # anything to commit?
+        self._removed: list[np.ndarray] = []  # object ids to take out of the index at the next commit
         self.db.execute("BEGIN")
 
     @classmethod
@@ -124,14 +127,20 @@ class StoreWriter:
             folder.mkdir(parents=True)
             db = connect(folder)
             db.executescript(SCHEMA)
-            index = faiss.IndexIDMap2(faiss.IndexFlatIP(manifest.dimension))
+            plan = plan_for(manifest.settings.index_type, 0, manifest.dimension)
+            manifest = replace(manifest, vectors=plan.to_dict())
+            index = new_index(plan, manifest.dimension)
             write_vectors(index, vectors_path(folder, 0))
             manifest.save(folder)
             return cls(folder, manifest, db, index)
 
     @classmethod
-    def open(cls, folder: Path) -> "StoreWriter":
-        """Open an existing store at its last committed state, removing debris a crash left."""
+    def open(cls, folder: Path, settings: IndexSettings | None = None) -> "StoreWriter":
+        """Open an existing store at its last committed state, removing debris a crash left.
+
+        ``settings`` (with the same ``vector_settings``) replace the recorded ones from the next commit:
+        another precision or index type for the vectors to come.
+        """
         manifest, generation, index, _, _ = read_store(folder)
         with _writing(folder):
             for path in folder.glob("vectors.*.faiss"):
@@ -139,7 +148,11 @@ class StoreWriter:
                     path.unlink()
             for path in folder.glob(".*.tmp"):
                 path.unlink()
-            return cls(folder, manifest, connect(folder), index)
+            writer = cls(folder, manifest, connect(folder), index)
+        if settings is not None and replace(settings, device=manifest.settings.device) != manifest.settings:
+            writer.manifest = replace(manifest, settings=settings)
+            writer.changed = True
+        return writer
 
     def images(self) -> dict[str, ImageState]:
         """Every file the store knows, by path relative to the gallery root (committed or not)."""
@@ -210,13 +223,15 @@ class StoreWriter:
         """``{"images", "objects", "skipped"}`` as of the open transaction."""
         (images,) = self.db.execute("SELECT COUNT(*) FROM images WHERE status = 'indexed'").fetchone()
         (skipped,) = self.db.execute("SELECT COUNT(*) FROM images WHERE status = 'skipped'").fetchone()
-        return {"images": images, "objects": int(self.index.ntotal), "skipped": skipped}
+        (objects,) = self.db.execute("SELECT COUNT(*) FROM objects").fetchone()
+        return {"images": images, "objects": objects, "skipped": skipped}
 
     def commit(self) -> None:
         """Make every change so far durable, as one step (see the module docstring); nothing to do without changes."""
         if not self.changed:
             return
         generation = self.generation + 1
+        self._settle_vectors()
         with _writing(self.folder):
             write_vectors(self.index, vectors_path(self.folder, generation))
             self.db.execute("UPDATE state SET value = ? WHERE key = 'generation'", (generation,))
@@ -229,6 +244,19 @@ class StoreWriter:
             self.manifest = self.manifest.with_counts(**self.counts())
             self.manifest.save(self.folder)
             old.unlink(missing_ok=True)
+
+    def _settle_vectors(self) -> None:
+        """Apply pending removals, and move the vectors to the index kind their count now calls for."""
+        if self._removed:
+            self.index = remove_ids(self.index, self.manifest.plan, np.concatenate(self._removed))
+            self._removed = []
+        current = self.manifest.plan
+        plan = plan_for(self.manifest.settings.index_type, self.index.ntotal, self.manifest.dimension, current)
+        if plan != current:
+            ids, vectors = all_vectors(self.index)
+            self.index = filled_index(plan, self.manifest.dimension, ids, vectors)
+            self.manifest = replace(self.manifest, vectors=plan.to_dict())
+        set_search_params(self.index, plan)
 
     def close(self) -> None:
         """Commit what is pending and close the database."""
@@ -263,7 +291,7 @@ class StoreWriter:
     def _remove_objects(self, image_id: int) -> None:
         ids = [r[0] for r in self.db.execute("SELECT id FROM objects WHERE image_id = ?", (image_id,)).fetchall()]
         if ids:
-            self.index.remove_ids(np.array(ids, dtype=np.int64))
+            self._removed.append(np.array(ids, dtype=np.int64))
             self.db.execute("DELETE FROM objects WHERE image_id = ?", (image_id,))
 
 
@@ -293,6 +321,7 @@ def read_store(store: Path) -> tuple[Manifest, int, faiss.Index, list[tuple], li
         objects = db.execute("SELECT id, image_id, x1, y1, x2, y2, label, score FROM objects ORDER BY id").fetchall()
         images = db.execute("SELECT id, path, status, error FROM images ORDER BY path").fetchall()
         index = _read_vectors(store, generation)
+        set_search_params(index, manifest.plan)
         db.execute("COMMIT")
     except Exception as error:
         if isinstance(error, StoreError):
@@ -325,8 +354,8 @@ def _check_agreement(store: Path, manifest: Manifest, index: faiss.Index, object
         raise StoreError(
             f"{store}: vectors have dimension {index.d} but the manifest says {manifest.dimension}; rebuild the index"
         )
-    vector_ids = np.sort(faiss.vector_to_array(index.id_map)) if index.ntotal else np.zeros(0, dtype=np.int64)
-    if len(vector_ids) != len(object_ids) or not np.array_equal(vector_ids, object_ids):
+    stored = vector_ids(index)
+    if len(stored) != len(object_ids) or not np.array_equal(stored, object_ids):
         raise StoreError(
             f"{store}: {index.ntotal} vectors but {len(object_ids)} object rows, or their ids differ; "
             "the index is damaged; rebuild it"

@@ -63,12 +63,15 @@ def grocery() -> Path:
 
 
 def copy_demo_images(folder: Path, count: int, start: int = 0) -> list[str]:
-    """Copy ``count`` distinct demo images (gallery scenes, then query images) into ``folder``; return their names."""
+    """Copy ``count`` demo images (gallery scenes, then query images, then again under other names) into
+    ``folder``; return their names. The first 56 are distinct images."""
     sources = sorted(GALLERY.glob("*.jpg")) + sorted(QUERY.glob("*.jpg"))
     folder.mkdir(parents=True, exist_ok=True)
     names = []
-    for source in sources[start : start + count]:
-        name = f"{source.parent.name}-{source.name}"
+    for position in range(start, start + count):
+        source = sources[position % len(sources)]
+        repeat = f"-{position // len(sources)}" if position >= len(sources) else ""
+        name = f"{source.parent.name}-{source.stem}{repeat}.jpg"
         (folder / name).write_bytes(source.read_bytes())
         names.append(name)
     return names

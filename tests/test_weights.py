@@ -11,6 +11,7 @@ from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
 from retrieval.errors import WeightsError
 from retrieval.models import FasterRCNNModel, ResNet50Embedder
+from retrieval.models.faster_rcnn import build_faster_rcnn
 from retrieval.models.weights import seeded_init
 
 BOX = np.array([[40, 30, 300, 200]], dtype=np.float32)
@@ -43,7 +44,8 @@ def test_detector_file_written_by_torchvision_model_loads(tmp_path, detector):
 
 def test_random_weights_round_trip_through_a_file_give_equal_vectors(tmp_path, detector):
     path = tmp_path / "same.pth"
-    torch.save(detector.model.state_dict(), path)
+    with seeded_init():  # exactly what --weights random builds
+        torch.save(build_faster_rcnn().state_dict(), path)
     loaded = FasterRCNNModel(str(path), torch.device("cpu"), min_size=320, max_size=533)
     np.testing.assert_array_equal(loaded.embed([IMAGE], [BOX])[0], detector.embed([IMAGE], [BOX])[0])
 

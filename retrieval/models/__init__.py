@@ -49,6 +49,7 @@ def build_detector(settings: IndexSettings, device: torch.device) -> FasterRCNNM
         score_threshold=settings.score_threshold,
         max_objects=settings.max_objects,
         classes=settings.classes,
+        precision=settings.precision,
     )
 
 
@@ -56,7 +57,7 @@ def build_embedder(settings: IndexSettings, device: torch.device, detector: Fast
     """The embedder the settings name; for ``roi`` that is ``detector`` itself (built if not given)."""
     if settings.embedder == "roi":
         return detector if detector is not None else build_detector(settings, device)
-    return ResNet50Embedder(settings.weights, device)
+    return ResNet50Embedder(settings.weights, device, settings.precision)
 
 
 __all__ = [

@@ -18,18 +18,23 @@ import torch.nn.functional as F
 from torchvision.models.detection import FasterRCNN, FasterRCNN_ResNet50_FPN_Weights
 from torchvision.models.detection._utils import overwrite_eps
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+from torchvision.ops import clip_boxes_to_image
 from torchvision.ops import misc as misc_nn_ops
 
 from ..boxes import to_original_frame, to_resized_frame
 from ..errors import SettingsError
 from ..objects import ImageObjects
+from .fused import fuse_convolutions
+from .postprocess import top_detections
+from .roi_align import ChannelsLastRoIAlign
+from .speed import Cast, fold_batchnorms, resolve_precision, to_inference_layout
 from .weights import load_weights, seeded_init
 
 COCO_WEIGHTS = FasterRCNN_ResNet50_FPN_Weights.COCO_V1
 COCO_CATEGORIES: list[str] = list(COCO_WEIGHTS.meta["categories"])
 ROI_DIMENSION = 1024
-_UNLIMITED_DETECTIONS = 100_000
 MIN_RESIZED_SIDE = 32  # one cell of the coarsest backbone stride
+GPU_IMAGES_PER_FORWARD = 8
 
 
 def build_faster_rcnn(min_size: int = 800, max_size: int = 1333) -> FasterRCNN:
@@ -62,6 +67,7 @@ class FasterRCNNModel:
         score_threshold: float = 0.5,
         max_objects: int = 20,
         classes: Sequence[str] = (),
+        precision: str = "auto",
     ) -> None:
         unknown = [name for name in classes if name not in COCO_CATEGORIES]
         if unknown:
@@ -74,39 +80,54 @@ class FasterRCNNModel:
         self.identity = load_weights(model, weights, COCO_WEIGHTS, "detector")
         if self.identity["source"] == "default":
             overwrite_eps(model, 0.0)  # what torchvision does for COCO_V1
-        self.model = model.eval().to(device)
+        self.dtype = resolve_precision(precision, device)
+        self.model = _fast_inference(model.eval(), self.dtype, device)
         self.device = device
+        self.images_per_forward = 1 if device.type == "cpu" else GPU_IMAGES_PER_FORWARD
         self.categories = COCO_CATEGORIES
         self.max_objects = max_objects
-        self.class_ids = {COCO_CATEGORIES.index(name) for name in classes}
-        heads = self.model.roi_heads
-        heads.score_thresh = score_threshold
-        heads.detections_per_img = _UNLIMITED_DETECTIONS if self.class_ids else max_objects
+        self.class_ids = (
+            torch.tensor(sorted(COCO_CATEGORIES.index(name) for name in classes), device=device) if classes else None
+        )
+        self.model.roi_heads.score_thresh = score_threshold
 
-    @torch.inference_mode()
     def detect(self, images: Sequence[np.ndarray], with_vectors: bool) -> list[ImageObjects]:
         """Detect objects in each image; with ``with_vectors`` also embed each final box (``roi``).
 
         The vector of a detection is exactly what ``embed`` gives for its (returned) box.
         """
+        return [found for part in self._parts(len(images)) for found in self._detect(images[part], with_vectors)]
+
+    def embed(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Embed given boxes: ``boxes[i]`` is ``(N_i, 4)`` in image i's original pixels → ``(N_i, 1024)`` unit rows."""
+        return [vectors for part in self._parts(len(images)) for vectors in self._embed(images[part], boxes[part])]
+
+    def _parts(self, count: int) -> list[slice]:
+        """Slices of the images for one forward each: one image on the CPU (padding images to a common size
+        costs more than batching saves there), several on a GPU."""
+        return [slice(start, start + self.images_per_forward) for start in range(0, count, self.images_per_forward)]
+
+    @torch.inference_mode()
+    def _detect(self, images: Sequence[np.ndarray], with_vectors: bool) -> list[ImageObjects]:
         batch, features, frames = self._backbone(images)
         proposals, _ = self.model.rpn(batch, features)
         heads = self.model.roi_heads
         box_features = heads.box_head(heads.box_roi_pool(features, proposals, batch.image_sizes))
         class_logits, box_regression = heads.box_predictor(box_features)
-        boxes, scores, labels = heads.postprocess_detections(class_logits, box_regression, proposals, batch.image_sizes)
+        detections = top_detections(
+            heads, class_logits, box_regression, proposals, batch.image_sizes, self.max_objects, self.class_ids
+        )
         found, resized_boxes = [], []
-        for image, frame, resized_hw, b, s, lab in zip(images, frames, batch.image_sizes, boxes, scores, labels):
-            keep = self._keep(s, lab)
-            original = _clip(to_original_frame(b[keep], resized_hw, frame), image.shape[:2])
+        for image, frame, resized_hw, (b, s, lab) in zip(images, frames, batch.image_sizes, detections):
+            original = clip_boxes_to_image(to_original_frame(b, resized_hw, frame), image.shape[:2])
             inside = (original[:, 2] > original[:, 0]) & (original[:, 3] > original[:, 1])
-            original, keep = original[inside], keep[inside]
+            original, s, lab = original[inside], s[inside], lab[inside]
             resized_boxes.append(to_resized_frame(original, frame, resized_hw))
             found.append(
                 ImageObjects(
                     boxes=original.float().cpu().numpy().reshape(-1, 4),
-                    labels=[self.categories[int(i)] for i in lab[keep]],
-                    scores=s[keep].float().cpu().numpy(),
+                    labels=[self.categories[int(i)] for i in lab],
+                    scores=s.float().cpu().numpy(),
                 )
             )
         if not with_vectors:
@@ -115,8 +136,7 @@ class FasterRCNNModel:
         return [objects.with_vectors(v) for objects, v in zip(found, vectors)]
 
     @torch.inference_mode()
-    def embed(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Embed given boxes: ``boxes[i]`` is ``(N_i, 4)`` in image i's original pixels → ``(N_i, 1024)`` unit rows."""
+    def _embed(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray]) -> list[np.ndarray]:
         batch, features, frames = self._backbone(images)
         resized = [
             to_resized_frame(torch.as_tensor(b, dtype=torch.float32, device=self.device).reshape(-1, 4), frame, hw)
@@ -138,7 +158,8 @@ class FasterRCNNModel:
             frames.append(image.shape[:2])
             tensors.append(torch.from_numpy(image).to(self.device).permute(2, 0, 1).float().div_(255.0))
         batch, _ = self.model.transform(tensors)
-        return batch, self.model.backbone(batch.tensors), frames
+        pixels = batch.tensors.to(self.dtype).contiguous(memory_format=torch.channels_last)
+        return batch, self.model.backbone(pixels), frames
 
     def _pad_thin(self, image: np.ndarray) -> np.ndarray:
         """Pad the short side so that after the transform's resize it is at least ``MIN_RESIZED_SIDE`` pixels."""
@@ -161,18 +182,20 @@ class FasterRCNNModel:
         vectors = F.normalize(pooled.float(), dim=1).cpu().numpy()
         return list(np.split(vectors, np.cumsum(counts)[:-1]))
 
-    def _keep(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Indices of detections to keep: the class filter, then the ``max_objects`` best (scores are sorted)."""
-        keep = torch.arange(len(scores), device=scores.device)
-        if self.class_ids:
-            allowed = torch.tensor(sorted(self.class_ids), device=labels.device)
-            keep = keep[torch.isin(labels, allowed)]
-        return keep[: self.max_objects]
 
-
-def _clip(boxes: torch.Tensor, image_hw: tuple[int, int]) -> torch.Tensor:
-    """Clip ``(N, 4)`` boxes to an image of ``(height, width)`` pixels."""
-    height, width = image_hw
-    x = boxes[:, 0::2].clamp(0, width)
-    y = boxes[:, 1::2].clamp(0, height)
-    return torch.stack([x[:, 0], y[:, 0], x[:, 1], y[:, 1]], dim=1)
+def _fast_inference(model: FasterRCNN, dtype: torch.dtype, device: torch.device) -> FasterRCNN:
+    """The same detector, arranged to run fast: batch norms folded into the backbone's convolutions
+    (speed.py); on the CPU, each convolution fused with the ReLU and residual add after it (fused.py);
+    backbone, RPN head and box head in ``dtype`` with channels-last memory; ROI pooling on those
+    channels-last features (roi_align.py); box decoding, scores and NMS in fp32."""
+    fold_batchnorms(model.backbone.body)
+    if device.type == "cpu":
+        fuse_convolutions(model.backbone.body)
+        fuse_convolutions(model.rpn.head)
+    model.backbone = to_inference_layout(model.backbone, dtype)
+    model.rpn.head = to_inference_layout(model.rpn.head, dtype)
+    if dtype != torch.float32:
+        model.rpn.head = Cast(model.rpn.head, dtype)
+        model.roi_heads.box_head = Cast(model.roi_heads.box_head, dtype)
+    model.roi_heads.box_roi_pool = ChannelsLastRoIAlign(model.roi_heads.box_roi_pool)
+    return model.to(device)

@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import ResNet50_Weights, resnet50
 
+from .fused import fuse_convolutions
+from .speed import fold_batchnorms, resolve_precision, to_inference_layout
 from .weights import load_weights, seeded_init
 
 RESNET50_DIMENSION = 2048
@@ -52,12 +54,16 @@ class ResNet50Embedder:
 
     dimension = RESNET50_DIMENSION
 
-    def __init__(self, weights: str, device: torch.device) -> None:
+    def __init__(self, weights: str, device: torch.device, precision: str = "auto") -> None:
         with seeded_init():
             model = resnet50(weights=None)
         self.identity = load_weights(model, weights, ResNet50_Weights.DEFAULT, "embedder")
         model.fc = nn.Identity()  # avgpool output, flattened: (N, 2048)
-        self.model = model.eval().to(device)
+        self.dtype = resolve_precision(precision, device)
+        fold_batchnorms(model.eval())
+        if device.type == "cpu":
+            fuse_convolutions(model)
+        self.model = to_inference_layout(model, self.dtype).to(device)
         self.device = device
         self.mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
@@ -84,5 +90,5 @@ class ResNet50Embedder:
     def _forward(self, crops: list[np.ndarray]) -> np.ndarray:
         """``(B, 224, 224, 3)`` uint8 crops → ``(B, 2048)`` float32 unit rows."""
         batch = torch.from_numpy(np.stack(crops)).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
-        batch = (batch - self.mean) / self.std
+        batch = ((batch - self.mean) / self.std).to(self.dtype).contiguous(memory_format=torch.channels_last)
         return F.normalize(self.model(batch).float(), dim=1).cpu().numpy()

@@ -1,0 +1,80 @@
+"""The reference pipelines of the benchmark: indexing written the plain way the seed projects did it.
+
+For comparison only; nothing in ``retrieval`` uses this. Per image, in fp32: decode with Pillow,
+``to_tensor``, one forward of torchvision's unmodified Faster R-CNN (its own postprocess: class-wise
+NMS at the model's score threshold, ``detections_per_img`` boxes), then
+
+- ``roi``: the final boxes pooled through the model's own ROI pooler and box head on the same backbone
+  features (1024-d), the way FasterRCNN_Embed_Extract read its embeddings;
+- ``resnet50``: each box cropped with Pillow, squashed to 224x224, normalised, and run through
+  torchvision's ResNet50 (fc removed) one crop at a time (2048-d).
+
+Vectors are L2-normalised and kept in a list; at the end they go into an exact FAISS index, as the
+project's pipeline also ends with one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import faiss
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torchvision.models import resnet50
+from torchvision.transforms import functional as TF
+
+from retrieval.models.faster_rcnn import build_faster_rcnn
+from retrieval.models.resnet50 import IMAGENET_MEAN, IMAGENET_STD
+from retrieval.models.weights import seeded_init
+
+
+class ReferenceIndexer:
+    """Seed-style indexing with the same seeded random weights as ``--weights random`` (or a state_dict file)."""
+
+    def __init__(self, embedder: str, min_size: int, max_size: int, score_threshold: float, max_objects: int) -> None:
+        with seeded_init():
+            self.detector = build_faster_rcnn(min_size, max_size).eval()
+        self.detector.roi_heads.score_thresh = score_threshold
+        self.detector.roi_heads.detections_per_img = max_objects
+        self.embedder = embedder
+        if embedder == "resnet50":
+            with seeded_init():
+                self.resnet = resnet50(weights=None).eval()
+            self.resnet.fc = torch.nn.Identity()
+
+    @torch.no_grad()
+    def index(self, paths: Sequence[Path]) -> tuple[faiss.Index, int]:
+        """Index ``paths``; returns the FAISS index and the number of objects."""
+        vectors = []
+        for path in paths:
+            image = Image.open(path).convert("RGB")
+            boxes, image_vectors = self._detect_and_embed(image)
+            vectors.append(image_vectors)
+        matrix = np.vstack(vectors).astype(np.float32)
+        index = faiss.IndexIDMap2(faiss.IndexFlatIP(matrix.shape[1]))
+        index.add_with_ids(matrix, np.arange(len(matrix), dtype=np.int64))
+        return index, len(matrix)
+
+    def _detect_and_embed(self, image: Image.Image) -> tuple[torch.Tensor, np.ndarray]:
+        """``(boxes (N, 4) original pixels, vectors (N, D))`` for one image."""
+        model = self.detector
+        pixels = TF.to_tensor(image)
+        batch, _ = model.transform([pixels])
+        features = model.backbone(batch.tensors)
+        proposals, _ = model.rpn(batch, features)
+        detections, _ = model.roi_heads(features, proposals, batch.image_sizes)
+        resized_boxes = detections[0]["boxes"]
+        original = model.transform.postprocess(detections, batch.image_sizes, [pixels.shape[-2:]])[0]["boxes"]
+        if self.embedder == "roi":
+            heads = model.roi_heads
+            pooled = heads.box_head(heads.box_roi_pool(features, [resized_boxes], batch.image_sizes))
+            return original, F.normalize(pooled, dim=1).numpy()
+        rows = []
+        for x1, y1, x2, y2 in original.tolist():
+            crop = image.crop((int(x1), int(y1), max(int(x2), int(x1) + 1), max(int(y2), int(y1) + 1)))
+            crop = TF.normalize(TF.to_tensor(crop.resize((224, 224), Image.BILINEAR)), IMAGENET_MEAN, IMAGENET_STD)
+            rows.append(F.normalize(self.resnet(crop.unsqueeze(0)), dim=1).numpy())
+        return original, np.vstack(rows) if rows else np.zeros((0, 2048), np.float32)
