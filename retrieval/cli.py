@@ -119,7 +119,7 @@ def main() -> None:
     "--index-type",
     default="auto",
     show_default=True,
-    help="Vector index: auto (exact up to 100,000 vectors, then ivf), flat, hnsw, ivf, ivfpq, or a FAISS factory "
+    help="Vector index: auto (exact up to 50,000 vectors, then ivf), flat, hnsw, ivf, ivfpq, or a FAISS factory "
     "string.",
 )
 @click.option("--rebuild", is_flag=True, help="Allow other settings than the existing index's: re-index everything.")
@@ -284,6 +284,12 @@ def info(index_dir, as_json):
         click.echo(
             f"detector   {manifest['detector']['name']}, weights {_weights_text(manifest['detector']['weights'])}"
         )
+    vectors = details["vectors"]
+    search = ", ".join(f"{name} {value}" for name, value in vectors["params"].items())
+    trained = f", trained on {vectors['trained_on']:,} vectors" if vectors["trained_on"] else ""
+    click.echo(
+        f"vectors    {vectors['kind']}: FAISS {vectors['factory']}" + (f" ({search})" if search else "") + trained
+    )
     settings = manifest["settings"]
     click.echo(
         f"objects    {settings['objects']}" + (f" from {settings['annotations']}" if settings["annotations"] else "")

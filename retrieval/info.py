@@ -8,7 +8,9 @@ from .snapshot import IndexSnapshot
 
 
 def index_info(index_dir: str | os.PathLike) -> dict:
-    """``{"images", "objects", "skipped": [{"path", "reason"}], "embedder", "dimension", "manifest"}``.
+    """``{"images", "objects", "skipped": [{"path", "reason"}], "embedder", "dimension", "vectors", "manifest"}``.
+
+    ``vectors`` is the FAISS index: ``{"kind", "factory", "params", "trained_on"}`` (vector_index.IndexPlan).
 
     Counts come from the committed metadata, not from the manifest's copy.
     """
@@ -22,5 +24,6 @@ def index_info(index_dir: str | os.PathLike) -> dict:
         "skipped": [{"path": path, "reason": reason} for path, reason in snapshot.skipped],
         "embedder": manifest.embedder["name"],
         "dimension": manifest.dimension,
+        "vectors": manifest.vectors,
         "manifest": manifest.to_dict(),
     }

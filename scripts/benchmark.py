@@ -1,0 +1,308 @@
+#!/usr/bin/env python3
+"""Benchmark: indexing and query speed against a seed-style reference, fast-path agreement, vector search.
+
+One command, every row on the same images and settings; figures printed as tables, or as JSON (--json).
+
+  indexing   the reference pipeline (benchmark_reference.py: fp32, one image per forward, crops one by
+             one) and the project's ``build_index``, for roi and resnet50: images/s, objects/s, peak RSS,
+             project/reference ratio. Seeded random weights with score threshold 0 keep exactly
+             --objects detections per image in both. Each row runs in a fresh process (its own peak RSS);
+             model loading is not counted, the first (slow) forward is. Then the project's roi indexing
+             of the same images and of three times as many, to show memory staying flat.
+  agreement  the project's embeddings (its precision, fused and channels-last paths) against unmodified
+             torchvision fp32 modules, for the same boxes on real photos: cosine mean and minimum.
+  query      image + box -> top 10 through ``Searcher`` (models loaded once): p50 and p95 latency.
+  vectors    benchmark_vectors.py: each FAISS index kind at each size and dimension.
+
+Usage: python scripts/benchmark.py [--sections indexing,agreement,query,vectors] [--quick] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from benchmark_agreement import agreement_rows  # noqa: E402
+from benchmark_reference import ReferenceIndexer  # noqa: E402
+from benchmark_vectors import vector_rows  # noqa: E402
+
+from retrieval import IndexSettings, Searcher, build_index  # noqa: E402
+from retrieval.models.fused import fusion_available  # noqa: E402
+from retrieval.models.speed import resolve_precision  # noqa: E402
+from retrieval.snapshot import IndexSnapshot  # noqa: E402
+
+GROCERY = ROOT.parent / "shared" / "data" / "grocery" / "val"
+SECTIONS = ("indexing", "agreement", "query", "vectors")
+EMBEDDERS = ("roi", "resnet50")
+
+
+def main() -> None:
+    args = parse_args()
+    report = {"machine": machine(args.device), "settings": vars(args).copy()}
+    images = sorted(p for p in Path(args.images).glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if len(images) < args.count:
+        sys.exit(f"error: {args.images} holds {len(images)} images; --count {args.count} needs that many")
+    with tempfile.TemporaryDirectory(prefix="retrieval-benchmark-") as scratch:
+        work = Path(scratch)
+        gallery = copy_gallery(images[: args.count], work / "gallery")
+        if "indexing" in args.sections:
+            report["indexing"] = indexing_rows(args, gallery, work)
+        if "agreement" in args.sections:
+            photos = sorted(GROCERY.glob("*/*/*.jpg"))[:: max(1, len(list(GROCERY.glob("*/*/*.jpg"))) // 8)][:8]
+            report["agreement"] = agreement_rows(photos or images[:8], args, say)
+            report["agreement_photos"] = "grocery (real photos)" if photos else f"{args.images} (no grocery folder)"
+        if "query" in args.sections:
+            report["query"] = query_rows(args, gallery, work)
+        if "vectors" in args.sections:
+            report["vectors"] = vector_rows(args.vector_sizes, args.vector_dims, args.index_types, say)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_report(report)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated: " + ", ".join(SECTIONS))
+    parser.add_argument("--images", default=str(ROOT / "gallery"), help="folder of photos (default: the demo's)")
+    parser.add_argument("--count", type=int, default=20, help="images to index per row")
+    parser.add_argument("--objects", type=int, default=10, help="detections kept per image")
+    parser.add_argument("--min-size", type=int, default=800, help="detector input short side")
+    parser.add_argument("--max-size", type=int, default=1333, help="detector input long side at most")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
+    parser.add_argument("--queries", type=int, default=30, help="timed queries per embedder")
+    parser.add_argument("--vector-sizes", default="100000,1000000", help="vector counts, comma-separated")
+    parser.add_argument("--vector-dims", default="1024,2048", help="dimensions, comma-separated")
+    parser.add_argument("--index-types", default="flat,hnsw,ivf,ivfpq", help="index kinds, comma-separated")
+    parser.add_argument("--quick", action="store_true", help="a short run: 8 images, 10 queries, 20k vectors")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    args = parser.parse_args()
+    if args.quick:
+        args.count, args.queries, args.vector_sizes, args.vector_dims = 8, 10, "20000", "1024"
+    args.sections = [s for s in args.sections.split(",") if s]
+    unknown = sorted(set(args.sections) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown sections {', '.join(unknown)}: use {', '.join(SECTIONS)}")
+    args.vector_sizes = [int(v) for v in args.vector_sizes.split(",")]
+    args.vector_dims = [int(v) for v in args.vector_dims.split(",")]
+    args.index_types = args.index_types.split(",")
+    return args
+
+
+def machine(device: str) -> dict:
+    cpu = platform.processor() or "?"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name() if device == "cuda" else None,
+        "torch": torch.__version__,
+        "faiss": faiss.__version__,
+        "fused_convolutions": fusion_available(),
+    }
+
+
+def say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def copy_gallery(images: list[Path], folder: Path, copies: int = 1) -> Path:
+    """``images`` copied into ``folder`` ``copies`` times (under other names), as a gallery to index."""
+    folder.mkdir(parents=True)
+    for copy in range(copies):
+        for image in images:
+            shutil.copy(image, folder / f"{image.stem}-{copy}{image.suffix}")
+    return folder
+
+
+def detect_settings(args: argparse.Namespace, embedder: str) -> IndexSettings:
+    return IndexSettings(
+        embedder=embedder,
+        objects="detect",
+        weights="random",
+        detector_weights="random",
+        score_threshold=0.0,
+        max_objects=args.objects,
+        min_size=args.min_size,
+        max_size=args.max_size,
+        device=args.device,
+        precision=args.precision,
+    )
+
+
+def indexing_rows(args: argparse.Namespace, gallery: Path, work: Path) -> list[dict]:
+    """Reference and project rows for each embedder, then the project's roi at 3x the images."""
+    spawn = multiprocessing.get_context("spawn")
+    rows = []
+    with spawn.Pool(1, maxtasksperchild=1) as pool:
+        for embedder in EMBEDDERS:
+            for pipeline in ("reference", "project"):
+                say(f"indexing: {pipeline} {embedder}, {args.count} images")
+                index_dir = work / f"index-{embedder}"
+                row = pool.apply(_index_in_child, (pipeline, embedder, args, gallery, index_dir))
+                rows.append(row)
+            reference, project = rows[-2], rows[-1]
+            project["speedup"] = round(project["images_per_s"] / reference["images_per_s"], 2)
+        larger = copy_gallery(sorted(gallery.iterdir()), work / "gallery-x3", copies=3)
+        say(f"indexing: project roi, {3 * args.count} images (memory growth)")
+        row = pool.apply(_index_in_child, ("project", "roi", args, larger, work / "index-x3"))
+        row["pipeline"] = "project (3x images)"
+        rows.append(row)
+    return rows
+
+
+def _index_in_child(pipeline: str, embedder: str, args: argparse.Namespace, gallery: Path, index_dir: Path) -> dict:
+    """One indexing row, in a fresh process: throughput without model loading, and the process's peak RSS."""
+    paths = sorted(gallery.iterdir())
+    if pipeline == "reference":
+        reference = ReferenceIndexer(embedder, args.min_size, args.max_size, 0.0, args.objects)
+        started = time.perf_counter()
+        _, objects = reference.index(paths)
+        seconds = time.perf_counter() - started
+    else:
+        summary = build_index(gallery, index_dir, detect_settings(args, embedder), progress=False)
+        seconds, objects = summary.seconds - summary.stage_seconds["load"], summary.objects
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "pipeline": pipeline,
+        "embedder": embedder,
+        "images": len(paths),
+        "objects": objects,
+        "seconds": round(seconds, 2),
+        "images_per_s": round(len(paths) / seconds, 3),
+        "objects_per_s": round(objects / seconds, 2),
+        "peak_rss_mb": round(peak_mb),
+    }
+
+
+def query_rows(args: argparse.Namespace, gallery: Path, work: Path) -> list[dict]:
+    """p50 / p95 of image + box -> top 10 with loaded models, on the indexes the indexing rows built."""
+    rows = []
+    for embedder in EMBEDDERS:
+        index_dir = work / f"index-{embedder}"
+        if not index_dir.exists():
+            say(f"query: building the {embedder} index first")
+            build_index(gallery, index_dir, detect_settings(args, embedder), progress=False)
+        say(f"query: {embedder}, {args.queries} queries")
+        searcher = Searcher(index_dir, device=args.device)
+        snapshot = IndexSnapshot.load(index_dir)
+        first_box = {}
+        for row, image_id in enumerate(snapshot.object_image):
+            first_box.setdefault(int(image_id), snapshot.boxes[row])
+        queries = [(snapshot.absolute_path(i), box) for i, box in sorted(first_box.items())]
+        searcher.query(*queries[0], top_k=10)  # warm-up: first forward
+        latencies = []
+        for number in range(args.queries):
+            image, box = queries[number % len(queries)]
+            started = time.perf_counter()
+            searcher.query(image, tuple(float(v) for v in box), top_k=10)
+            latencies.append(time.perf_counter() - started)
+        rows.append(
+            {
+                "embedder": embedder,
+                "indexed_objects": int(snapshot.index.ntotal),
+                "queries": len(latencies),
+                "p50_ms": round(1000 * statistics.median(latencies), 1),
+                "p95_ms": round(1000 * float(np.percentile(latencies, 95)), 1),
+            }
+        )
+    return rows
+
+
+def print_report(report: dict) -> None:
+    m = report["machine"]
+    s = report["settings"]
+    precision = resolve_precision(s["precision"], torch.device(s["device"]))
+    print(f"machine: {m['cpu']}, {m['cores']} cores" + (f", {m['gpu']}" if m["gpu"] else ""))
+    print(
+        f"torch {m['torch']} ({m['torch_threads']} threads), faiss {m['faiss']}; device {s['device']}, "
+        f"precision {s['precision']} -> {str(precision).removeprefix('torch.')}, "
+        f"fused convolutions {'on' if m['fused_convolutions'] else 'off'}"
+    )
+    if "indexing" in report:
+        print(
+            f"\nIndexing {s['count']} images of {s['images']}, {s['objects']} objects each, detector input "
+            f"{s['min_size']}/{s['max_size']}, random weights"
+        )
+        table(
+            report["indexing"],
+            [
+                "pipeline",
+                "embedder",
+                "images",
+                "objects",
+                "seconds",
+                "images_per_s",
+                "objects_per_s",
+                "peak_rss_mb",
+                "speedup",
+            ],
+        )
+    if "agreement" in report:
+        print(f"\nAgreement with plain fp32 torchvision, same boxes, {report['agreement_photos']}")
+        table(report["agreement"], list(report["agreement"][0]))
+        print("  centred: cosine after subtracting the fp32 vectors' mean (random-weight vectors share a large")
+        print("  common part that puts every plain cosine near 1)")
+    if "query" in report:
+        print("\nQuery: image + box -> top 10, models loaded")
+        table(report["query"], list(report["query"][0]))
+    if "vectors" in report:
+        print("\nVector search (synthetic clustered unit vectors): 50 queries one at a time, then 200 in one batch;")
+        print("recall@10 against exact search")
+        table(
+            report["vectors"],
+            [
+                "vectors",
+                "dimension",
+                "kind",
+                "factory",
+                "params",
+                "build_s",
+                "bytes_per_vector",
+                "index_mb",
+                "single_ms_p50",
+                "single_ms_p95",
+                "batch_ms_per_query",
+                "recall@10",
+            ],
+        )
+
+
+def table(rows: list[dict], columns: list[str]) -> None:
+    cells = [[_cell(row.get(column, "")) for column in columns] for row in rows]
+    widths = [max(len(column), *(len(row[i]) for row in cells)) for i, column in enumerate(columns)]
+    print("  ".join(column.rjust(width) for column, width in zip(columns, widths)))
+    for row in cells:
+        print("  ".join(cell.rjust(width) for cell, width in zip(row, widths)))
+
+
+def _cell(value) -> str:
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items()) or "-"
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
+if __name__ == "__main__":
+    main()
