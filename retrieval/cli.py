@@ -58,6 +58,13 @@ device_option = click.option(
     show_default=True,
     help="Where models run; auto picks CUDA when available.",
 )
+precision_option = click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default="auto",
+    show_default=True,
+    help="Model arithmetic: auto = bf16 on CPUs with AMX/AVX-512 BF16 and on GPUs (fp16 on older GPUs), else fp32.",
+)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
 
@@ -108,13 +115,7 @@ def main() -> None:
 )
 @click.option("--max-size", type=int, default=1333, show_default=True, help="Detector input: long side at most this.")
 @device_option
-@click.option(
-    "--precision",
-    type=click.Choice(PRECISIONS),
-    default="auto",
-    show_default=True,
-    help="Model arithmetic: auto = bf16 on CPUs with AMX/AVX-512 BF16 and on GPUs (fp16 on older GPUs), else fp32.",
-)
+@precision_option
 @click.option(
     "--index-type",
     default="auto",
@@ -208,12 +209,13 @@ def remove(index_dir, paths):
     "--save-vis", type=click.Path(dir_okay=False), help="Write a picture of the query and the results (.jpg or .png)."
 )
 @device_option
+@precision_option
 @_user_errors
-def query(image, index_dir, box, top_k, group, as_json, save_vis, device):
+def query(image, index_dir, box, top_k, group, as_json, save_vis, device, precision):
     """Find the gallery objects most similar to the BOX in IMAGE (cosine similarity)."""
     _configure_logging(quiet=True)
     query_box = parse_box(box) if box else None
-    searcher = Searcher(index_dir, device=device)
+    searcher = Searcher(index_dir, device=device, precision=precision)
     loaded = load_image(image)
     results = searcher.query(loaded, query_box, top_k=top_k, group=group)
     if save_vis:
@@ -239,11 +241,12 @@ def query(image, index_dir, box, top_k, group, as_json, save_vis, device):
 )
 @json_option
 @device_option
+@precision_option
 @_user_errors
-def evaluate(index_dir, ground_truth, top_k, as_json, device):
+def evaluate(index_dir, ground_truth, top_k, as_json, device, precision):
     """Measure retrieval precision against ground truth: P@1, P@5, P@10, recall@k and mAP."""
     _configure_logging(quiet=True)
-    report = evaluate_index(index_dir, ground_truth, top_k, device=device)
+    report = evaluate_index(index_dir, ground_truth, top_k, device=device, precision=precision)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return

@@ -79,6 +79,7 @@ def evaluate(
     top_k: int = 10,
     *,
     device: str = "auto",
+    precision: str = "auto",
     searcher: Searcher | None = None,
 ) -> dict:
     """Score every ground-truth query; return ``{"mAP", "P@1", "P@5", "P@10", "recall@k", "chance_mAP", "queries"}``.
@@ -86,7 +87,7 @@ def evaluate(
     ``queries`` holds the same metrics per query, with its image, box and number of positives.
     """
     queries = load_ground_truth(ground_truth)
-    searcher = searcher or Searcher(index_dir, device=device)
+    searcher = searcher or Searcher(index_dir, device=device, precision=precision)
     snapshot = searcher.snapshot
     gallery = {_normalise(snapshot.gallery_root, p) for p in snapshot.image_paths.values()}
     known = gallery | {_normalise(snapshot.gallery_root, p) for p, _ in snapshot.skipped}

@@ -40,7 +40,6 @@ from .store import StoreWriter
 
 log = logging.getLogger(__name__)
 
-IMAGES_PER_BATCH = 8  # images whose crops are embedded together (the detector takes what suits the device)
 COMMIT_SECONDS = 30.0
 
 
@@ -220,9 +219,9 @@ def _update(
         _skip(writer, summary, SkippedFile(rel_path, reason))
     bar = tqdm(total=len(listing.images), unit="img", desc="indexing", disable=not progress, file=sys.stderr)
     decoded = read_images(listing.root, listing.images, known, mapper.source_key, max_pixels)
-    items = _timed(prefetched(decoded, 2 * IMAGES_PER_BATCH), summary.stage_seconds, "read")
+    items = _timed(prefetched(decoded, 2 * mapper.images_per_batch), summary.stage_seconds, "read")
     last_commit = time.perf_counter()
-    for batch in batched(items, IMAGES_PER_BATCH):
+    for batch in batched(items, mapper.images_per_batch):
         images = [item for item in batch if isinstance(item, GalleryImage)]
         with _stage(summary.stage_seconds, "map"):
             found = _map_isolating_failures(mapper, images)

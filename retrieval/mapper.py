@@ -14,6 +14,9 @@ from .objects import ImageObjects
 from .reader import GalleryImage, SkippedFile
 from .settings import IndexSettings
 
+CPU_IMAGES_PER_BATCH = 8  # enough crops to batch the crop embedder; more only holds more images in memory
+GPU_IMAGES_PER_BATCH = 32  # two detector forwards of 16 images (GPU_IMAGES_PER_FORWARD)
+
 
 class ObjectMapper:
     """Finds the objects of each image (detect, whole or annotations) and embeds them.
@@ -32,6 +35,8 @@ class ObjectMapper:
             build_detector(settings, self.device) if settings.uses_detector else None
         )
         self.embedder: Embedder = build_embedder(settings, self.device, self.detector)
+        self.images_per_batch = GPU_IMAGES_PER_BATCH if self.device.type == "cuda" else CPU_IMAGES_PER_BATCH
+        """How many images the indexer hands over at once: crops are embedded together across them."""
 
     def source_key(self, rel_path: str) -> str | None:
         """The key of an image's given boxes (annotations mode); ``None`` when boxes come from the image alone."""

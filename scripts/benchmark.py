@@ -55,19 +55,21 @@ EMBEDDERS = ("roi", "resnet50")
 
 def main() -> None:
     args = parse_args()
-    report = {"machine": machine(args.device), "settings": vars(args).copy()}
+    report = {"machine": machine(args.device, args.precision), "settings": vars(args).copy()}
     images = sorted(p for p in Path(args.images).glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    if len(images) < args.count:
-        sys.exit(f"error: {args.images} holds {len(images)} images; --count {args.count} needs that many")
+    if not images:
+        sys.exit(f"error: {args.images} holds no .jpg, .jpeg or .png images; name a folder of photos with --images")
     with tempfile.TemporaryDirectory(prefix="retrieval-benchmark-") as scratch:
         work = Path(scratch)
-        gallery = copy_gallery(images[: args.count], work / "gallery")
+        gallery = copy_gallery(images, args.count, work / "gallery")
         if "indexing" in args.sections:
             report["indexing"] = indexing_rows(args, gallery, work)
         if "agreement" in args.sections:
-            photos = sorted(GROCERY.glob("*/*/*.jpg"))[:: max(1, len(list(GROCERY.glob("*/*/*.jpg"))) // 8)][:8]
+            found = sorted(Path(args.photos).glob("**/*.jpg"))
+            photos = found[:: max(1, len(found) // 8)][:8]
             report["agreement"] = agreement_rows(photos or images[:8], args, say)
-            report["agreement_photos"] = "grocery (real photos)" if photos else f"{args.images} (no grocery folder)"
+            where = f"{args.photos} ({len(photos)} photos)" if photos else f"{args.images} (no photos at {args.photos})"
+            report["agreement_photos"] = where
         if "query" in args.sections:
             report["query"] = query_rows(args, gallery, work)
         if "vectors" in args.sections:
@@ -82,7 +84,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated: " + ", ".join(SECTIONS))
     parser.add_argument("--images", default=str(ROOT / "gallery"), help="folder of photos (default: the demo's)")
-    parser.add_argument("--count", type=int, default=20, help="images to index per row")
+    parser.add_argument("--count", type=int, default=20, help="images to index per row (--images cycled if fewer)")
+    parser.add_argument("--photos", default=str(GROCERY), help="real photos for the agreement section")
     parser.add_argument("--objects", type=int, default=10, help="detections kept per image")
     parser.add_argument("--min-size", type=int, default=800, help="detector input short side")
     parser.add_argument("--max-size", type=int, default=1333, help="detector input long side at most")
@@ -107,7 +110,7 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def machine(device: str) -> dict:
+def machine(device: str, precision: str) -> dict:
     cpu = platform.processor() or "?"
     try:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
@@ -120,7 +123,8 @@ def machine(device: str) -> dict:
         "gpu": torch.cuda.get_device_name() if device == "cuda" else None,
         "torch": torch.__version__,
         "faiss": faiss.__version__,
-        "fused_convolutions": fusion_available(),
+        "fused_convolutions": device == "cpu" and fusion_available(),
+        "precision": str(resolve_precision(precision, torch.device(device))).removeprefix("torch."),
     }
 
 
@@ -128,12 +132,13 @@ def say(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def copy_gallery(images: list[Path], folder: Path, copies: int = 1) -> Path:
-    """``images`` copied into ``folder`` ``copies`` times (under other names), as a gallery to index."""
+def copy_gallery(images: list[Path], count: int, folder: Path) -> Path:
+    """The first ``count`` of ``images``, cycled (under other names) when there are fewer, copied into
+    ``folder`` as a gallery to index."""
     folder.mkdir(parents=True)
-    for copy in range(copies):
-        for image in images:
-            shutil.copy(image, folder / f"{image.stem}-{copy}{image.suffix}")
+    for number in range(count):
+        image = images[number % len(images)]
+        shutil.copy(image, folder / f"{image.stem}-{number // len(images)}{image.suffix}")
     return folder
 
 
@@ -165,7 +170,7 @@ def indexing_rows(args: argparse.Namespace, gallery: Path, work: Path) -> list[d
                 rows.append(row)
             reference, project = rows[-2], rows[-1]
             project["speedup"] = round(project["images_per_s"] / reference["images_per_s"], 2)
-        larger = copy_gallery(sorted(gallery.iterdir()), work / "gallery-x3", copies=3)
+        larger = copy_gallery(sorted(gallery.iterdir()), 3 * args.count, work / "gallery-x3")
         say(f"indexing: project roi, {3 * args.count} images (memory growth)")
         row = pool.apply(_index_in_child, ("project", "roi", args, larger, work / "index-x3"))
         row["pipeline"] = "project (3x images)"
@@ -177,7 +182,8 @@ def _index_in_child(pipeline: str, embedder: str, args: argparse.Namespace, gall
     """One indexing row, in a fresh process: throughput without model loading, and the process's peak RSS."""
     paths = sorted(gallery.iterdir())
     if pipeline == "reference":
-        reference = ReferenceIndexer(embedder, args.min_size, args.max_size, 0.0, args.objects)
+        device = torch.device(args.device)
+        reference = ReferenceIndexer(embedder, args.min_size, args.max_size, 0.0, args.objects, device)
         started = time.perf_counter()
         _, objects = reference.index(paths)
         seconds = time.perf_counter() - started
@@ -234,11 +240,10 @@ def query_rows(args: argparse.Namespace, gallery: Path, work: Path) -> list[dict
 def print_report(report: dict) -> None:
     m = report["machine"]
     s = report["settings"]
-    precision = resolve_precision(s["precision"], torch.device(s["device"]))
     print(f"machine: {m['cpu']}, {m['cores']} cores" + (f", {m['gpu']}" if m["gpu"] else ""))
     print(
         f"torch {m['torch']} ({m['torch_threads']} threads), faiss {m['faiss']}; device {s['device']}, "
-        f"precision {s['precision']} -> {str(precision).removeprefix('torch.')}, "
+        f"precision {s['precision']} -> {m['precision']}, "
         f"fused convolutions {'on' if m['fused_convolutions'] else 'off'}"
     )
     if "indexing" in report:

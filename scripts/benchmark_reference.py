@@ -9,6 +9,7 @@ NMS at the model's score threshold, ``detections_per_img`` boxes), then
 - ``resnet50``: each box cropped with Pillow, squashed to 224x224, normalised, and run through
   torchvision's ResNet50 (fc removed) one crop at a time (2048-d).
 
+On ``--device cuda`` the same steps run on the GPU (fp32, one image and one crop per forward).
 Vectors are L2-normalised and kept in a list; at the end they go into an exact FAISS index, as the
 project's pipeline also ends with one.
 """
@@ -34,15 +35,24 @@ from retrieval.models.weights import seeded_init
 class ReferenceIndexer:
     """Seed-style indexing with the same seeded random weights as ``--weights random`` (or a state_dict file)."""
 
-    def __init__(self, embedder: str, min_size: int, max_size: int, score_threshold: float, max_objects: int) -> None:
+    def __init__(
+        self,
+        embedder: str,
+        min_size: int,
+        max_size: int,
+        score_threshold: float,
+        max_objects: int,
+        device: torch.device = torch.device("cpu"),
+    ) -> None:
+        self.device = device
         with seeded_init():
-            self.detector = build_faster_rcnn(min_size, max_size).eval()
+            self.detector = build_faster_rcnn(min_size, max_size).eval().to(device)
         self.detector.roi_heads.score_thresh = score_threshold
         self.detector.roi_heads.detections_per_img = max_objects
         self.embedder = embedder
         if embedder == "resnet50":
             with seeded_init():
-                self.resnet = resnet50(weights=None).eval()
+                self.resnet = resnet50(weights=None).eval().to(device)
             self.resnet.fc = torch.nn.Identity()
 
     @torch.no_grad()
@@ -61,7 +71,7 @@ class ReferenceIndexer:
     def _detect_and_embed(self, image: Image.Image) -> tuple[torch.Tensor, np.ndarray]:
         """``(boxes (N, 4) original pixels, vectors (N, D))`` for one image."""
         model = self.detector
-        pixels = TF.to_tensor(image)
+        pixels = TF.to_tensor(image).to(self.device)
         batch, _ = model.transform([pixels])
         features = model.backbone(batch.tensors)
         proposals, _ = model.rpn(batch, features)
@@ -71,10 +81,10 @@ class ReferenceIndexer:
         if self.embedder == "roi":
             heads = model.roi_heads
             pooled = heads.box_head(heads.box_roi_pool(features, [resized_boxes], batch.image_sizes))
-            return original, F.normalize(pooled, dim=1).numpy()
+            return original, F.normalize(pooled, dim=1).cpu().numpy()
         rows = []
         for x1, y1, x2, y2 in original.tolist():
             crop = image.crop((int(x1), int(y1), max(int(x2), int(x1) + 1), max(int(y2), int(y1) + 1)))
             crop = TF.normalize(TF.to_tensor(crop.resize((224, 224), Image.BILINEAR)), IMAGENET_MEAN, IMAGENET_STD)
-            rows.append(F.normalize(self.resnet(crop.unsqueeze(0)), dim=1).numpy())
+            rows.append(F.normalize(self.resnet(crop.unsqueeze(0).to(self.device)), dim=1).cpu().numpy())
         return original, np.vstack(rows) if rows else np.zeros((0, 2048), np.float32)

@@ -37,6 +37,12 @@ def random_detect(max_objects: int) -> IndexSettings:
     )
 
 
+def random_detect_args(max_objects: int) -> list[str]:
+    """``retrieval index`` options for random detector and embedder weights keeping ``max_objects`` per image."""
+    weights = ["--weights", "random", "--detector-weights", "random"]
+    return [*weights, "--score-threshold", "0", "--max-objects", str(max_objects)]
+
+
 @pytest.fixture(scope="session")
 def detector() -> FasterRCNNModel:
     """Faster R-CNN with seeded random weights, every detection kept (score threshold 0), 5 per image."""

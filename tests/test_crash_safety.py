@@ -110,7 +110,7 @@ def test_killed_during_a_rebuild_the_old_index_answers_until_the_new_one_is_comp
     kills_before_the_switch = 0
     for attempt in range(40):
         pid, pipe = start_child(build_index, gallery, index, other, rebuild=True, commit_seconds=0, progress=False)
-        time.sleep(rng.uniform(0.3, 1.5))
+        time.sleep(rng.uniform(0.3, 1.5) * 1.15**attempt)  # longer and longer: the rebuild ends on any machine
         killed = kill_child(pid, pipe)
         if IndexSnapshot.load(index).manifest.settings.weights == "random":
             assert killed

@@ -12,7 +12,7 @@ from PIL import Image
 from retrieval import Searcher, evaluate
 from retrieval.cli import main
 
-from .conftest import GALLERY, QUERY, SMALL_MAX_SIZE, SMALL_MIN_SIZE
+from .conftest import GALLERY, QUERY, SMALL_MAX_SIZE, SMALL_MIN_SIZE, random_detect_args
 
 SMALL = ["--min-size", str(SMALL_MIN_SIZE), "--max-size", str(SMALL_MAX_SIZE)]
 ANNOTATED = [
@@ -198,14 +198,7 @@ def test_detected_objects_are_found_again_by_their_own_box(tmp_path):
             index,
             "--embedder",
             embedder,
-            "--weights",
-            "random",
-            "--detector-weights",
-            "random",
-            "--score-threshold",
-            "0",
-            "--max-objects",
-            "4",
+            *random_detect_args(4),
             "--quiet",
             *SMALL,
         )

@@ -34,7 +34,7 @@ COCO_WEIGHTS = FasterRCNN_ResNet50_FPN_Weights.COCO_V1
 COCO_CATEGORIES: list[str] = list(COCO_WEIGHTS.meta["categories"])
 ROI_DIMENSION = 1024
 MIN_RESIZED_SIDE = 32  # one cell of the coarsest backbone stride
-GPU_IMAGES_PER_FORWARD = 8
+GPU_IMAGES_PER_FORWARD = 16  # H100, 800x1066 inputs: 137 img/s at 8, 149 at 16, 160 at 32
 
 
 def build_faster_rcnn(min_size: int = 800, max_size: int = 1333) -> FasterRCNN:
