@@ -30,6 +30,11 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda temp: temp.write_text(text, encoding="utf-8"))
 
 
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Atomically replace ``path`` with ``data``."""
+    atomic_write(path, lambda temp: temp.write_bytes(data))
+
+
 def fsync_folder(folder: Path) -> None:
     """Make a rename inside ``folder`` durable."""
     descriptor = os.open(folder, os.O_RDONLY)

@@ -14,6 +14,8 @@ from click.core import ParameterSource
 from .boxes import parse_box
 from .errors import RetrievalError
 from .evaluate import evaluate as evaluate_index
+from .export import FORMATS as EXPORT_FORMATS
+from .export import export_index
 from .images import DEFAULT_MAX_PIXELS, load_image
 from .indexer import COMMIT_SECONDS, build_index, existing_settings
 from .info import index_info
@@ -176,9 +178,7 @@ def index(gallery, index_dir, rebuild, prune, max_pixels, commit_every, quiet, *
     )
     if summary.gone:
         click.echo(f"{len(summary.gone)} indexed images are gone from the gallery; --prune removes them")
-    click.echo(f"skipped {len(summary.skipped)} files" + (":" if summary.skipped else ""))
-    for path, reason in summary.skipped:
-        click.echo(f"  {path}: {reason}")
+    _print_skipped(summary.skipped)
 
 
 @main.command()
@@ -300,6 +300,116 @@ def info(index_dir, as_json):
     click.echo(f"skipped    {len(details['skipped'])}")
     for entry in details["skipped"]:
         click.echo(f"  {entry['path']}: {entry['reason']}")
+
+
+@main.command()
+@index_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Listen address; 127.0.0.1: this machine only.")
+@click.option("--port", type=int, default=8000, show_default=True, help="Port to listen on.")
+@device_option
+@precision_option
+@click.option(
+    "--max-upload-mb", type=float, default=20, show_default=True, help="Refuse uploads larger than this (413)."
+)
+@click.option(
+    "--max-pixels",
+    type=int,
+    default=40_000_000,
+    show_default=True,
+    help="Refuse uploaded images with more pixels than this (413), before decoding.",
+)
+@click.option(
+    "--poll-seconds",
+    type=float,
+    default=2.0,
+    show_default=True,
+    help="How often to look for a newer committed state of the index (it is picked up without a restart).",
+)
+@click.option("--quiet", is_flag=True, help="Log only warnings and errors.")
+@_user_errors
+def serve(index_dir, host, port, device, precision, max_upload_mb, max_pixels, poll_seconds, quiet):
+    """Serve the index: a web page at / and a JSON API under /api (schema at /openapi.json).
+
+    Models are loaded once. Only the index's own gallery images are served, and only as JPEG pictures.
+    """
+    from .server.run import serve as run_server
+    from .server.state import ServerLimits
+
+    _configure_logging(quiet)
+    limits = ServerLimits(max_upload_bytes=int(max_upload_mb * 2**20), max_pixels=max_pixels)
+    run_server(index_dir, host, port, device, precision, limits, poll_seconds, quiet)
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the outputs.")
+@click.option("--weights", default="default", show_default=True, help="The detector's weights: " + WEIGHTS_HELP + ".")
+@click.option("--score-threshold", type=float, default=0.5, show_default=True, help="Drop detections below this.")
+@click.option("--max-objects", type=int, default=20, show_default=True, help="Keep the N best detections per image.")
+@click.option("--classes", default="", help="Comma-separated COCO class names to keep (default: all).")
+@click.option("--min-size", type=int, default=800, show_default=True, help="Detector input: short side.")
+@click.option("--max-size", type=int, default=1333, show_default=True, help="Detector input: long side at most this.")
+@device_option
+@precision_option
+@click.option(
+    "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, show_default=True, help="Skip images with more pixels."
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_user_errors
+def detect(
+    images,
+    out_dir,
+    weights,
+    score_threshold,
+    max_objects,
+    classes,
+    min_size,
+    max_size,
+    device,
+    precision,
+    max_pixels,
+    quiet,
+):
+    """Detect objects in IMAGES (files or folders): draw them, and write COCO-style detections.json.
+
+    OUT gets one .jpg per image with boxes, labels and scores drawn, and detections.json (a COCO
+    dataset whose annotations carry a score; usable as 'retrieval index --annotations').
+    """
+    from .detect import detect_images
+    from .models import FasterRCNNModel, resolve_device
+
+    _configure_logging(quiet)
+    wanted = tuple(name.strip() for name in classes.split(",") if name.strip())
+    detector = FasterRCNNModel(
+        weights, resolve_device(device), min_size, max_size, score_threshold, max_objects, wanted, precision
+    )
+    summary = detect_images(images, out_dir, detector, max_pixels, progress=not quiet)
+    click.echo(f"{summary.detections} objects in {summary.images} images; pictures and {summary.results} written")
+    _print_skipped(summary.skipped)
+
+
+@main.command()
+@index_option
+@click.option(
+    "--format",
+    "out_format",
+    type=click.Choice(EXPORT_FORMATS),
+    required=True,
+    help="per-image: embeddings/<image>.npy, summary.xlsx, summary.csv; features: fts.npy, fts.pth, img_list.json.",
+)
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the files.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_user_errors
+def export(index_dir, out_format, out_dir, quiet):
+    """Write the index's embeddings in the formats earlier projects produced."""
+    written = export_index(index_dir, out_format, out_dir, progress=not quiet)
+    click.echo(f"wrote {len(written)} files to {out_dir}")
+
+
+def _print_skipped(skipped: list[tuple[str, str]]) -> None:
+    click.echo(f"skipped {len(skipped)} files" + (":" if skipped else ""))
+    for path, reason in skipped:
+        click.echo(f"  {path}: {reason}")
 
 
 def _given_options(options: dict) -> dict:

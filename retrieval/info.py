@@ -14,7 +14,11 @@ def index_info(index_dir: str | os.PathLike) -> dict:
 
     Counts come from the committed metadata, not from the manifest's copy.
     """
-    snapshot = IndexSnapshot.load(index_dir)
+    return snapshot_info(IndexSnapshot.load(index_dir))
+
+
+def snapshot_info(snapshot: IndexSnapshot) -> dict:
+    """``index_info`` of a loaded snapshot."""
     manifest = snapshot.manifest
     return {
         "index": str(snapshot.directory),

@@ -17,7 +17,7 @@ import numpy as np
 from .errors import StoreError
 from .layout import active_store, read_pointer
 from .manifest import Manifest
-from .store import VectorsMissing, read_store
+from .store import VectorsMissing, read_generation, read_store
 
 LOAD_ATTEMPTS = 5
 
@@ -91,6 +91,11 @@ class IndexSnapshot:
         )
 
     @property
+    def version(self) -> tuple[str, int]:
+        """``(store folder name, generation)``: what ``committed_version`` said when this was read."""
+        return self.store.name, self.generation
+
+    @property
     def gallery_root(self) -> Path:
         return Path(self.manifest.gallery_root)
 
@@ -100,3 +105,10 @@ class IndexSnapshot:
 
     def absolute_path(self, image_id: int) -> Path:
         return self.gallery_root / self.image_paths[int(image_id)]
+
+
+def committed_version(directory: str | os.PathLike) -> tuple[str, int]:
+    """``(active store folder name, its committed generation)`` of index ``directory``: cheap to ask, and
+    different from a loaded snapshot's ``version`` exactly when a newer state has been committed."""
+    store = active_store(Path(directory))
+    return store.name, read_generation(store)

@@ -333,6 +333,17 @@ def read_store(store: Path) -> tuple[Manifest, int, faiss.Index, list[tuple], li
     return manifest, generation, index, objects, images
 
 
+def read_generation(store: Path) -> int:
+    """The last committed generation of one store folder (a single small read)."""
+    db = connect(store, read_only=True)
+    try:
+        return int(db.execute("SELECT value FROM state WHERE key = 'generation'").fetchone()[0])
+    except sqlite3.Error as error:
+        raise StoreError(f"{store} cannot be read ({error}); the index is damaged") from None
+    finally:
+        db.close()
+
+
 class VectorsMissing(StoreError):
     """The vectors file of the committed generation is missing (damage, or a commit that raced the read)."""
 

@@ -1,8 +1,9 @@
-"""The ``--save-vis`` picture: the query with its box beside the top results with theirs (OpenCV).
+"""Pictures drawn with OpenCV.
 
-Layout: the query on the left at twice the tile size, results in a grid of
-``COLUMNS`` tiles to its right, best first; each tile shows the image fitted
-into a square (aspect kept), its box, rank, score and label.
+- The ``--save-vis`` picture: the query on the left at twice the tile size, results in a grid of
+  ``COLUMNS`` tiles to its right, best first; each tile shows the image fitted into a square (aspect
+  kept), its box, rank, score and label.
+- ``retrieval detect``'s pictures: an image with each detection's box, label and score.
 """
 
 from __future__ import annotations
@@ -108,3 +109,21 @@ def results_picture(query_rgb: np.ndarray, query_box: Sequence[float] | None, re
         label = f" {result.label}" if result.label else ""
         tiles.append(Tile(rgb, result.box, f"#{result.rank} {result.score:.3f}{label}"))
     return render_results(Tile(query_rgb, box, "query"), tiles)
+
+
+def draw_detections(rgb: np.ndarray, objects) -> np.ndarray:
+    """A copy of ``rgb`` (``(H, W, 3)`` uint8) with ``objects``' boxes (original pixels), labels and scores."""
+    canvas = np.ascontiguousarray(rgb).copy()
+    thickness = max(2, round(max(canvas.shape[:2]) / 400))
+    scale = max(0.5, max(canvas.shape[:2]) / 1400)
+    for box, label, score in zip(objects.boxes, objects.labels, objects.scores):
+        x1, y1, x2, y2 = (round(float(v)) for v in box)
+        cv2.rectangle(canvas, (x1, y1), (x2 - 1, y2 - 1), RESULT_COLOUR, thickness)
+        caption = f"{label} {float(score):.2f}"
+        (width, height), baseline = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        top = max(0, y1 - height - baseline - 4)
+        cv2.rectangle(canvas, (x1, top), (x1 + width + 6, top + height + baseline + 4), RESULT_COLOUR, -1)
+        cv2.putText(
+            canvas, caption, (x1 + 3, top + height + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA
+        )
+    return canvas

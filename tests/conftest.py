@@ -23,6 +23,16 @@ RANDOM_WHOLE = IndexSettings(embedder="resnet50", objects="whole", weights="rand
 """Each image one object, random ResNet50 vectors: the fastest honest index for store and pipeline tests."""
 
 
+ANNOTATED_RESNET = IndexSettings(
+    embedder="resnet50",
+    objects="annotations",
+    annotations=str(GALLERY / "annotations.json"),
+    weights="random",
+    device="cpu",
+)
+"""The demo gallery's annotation boxes, random ResNet50 vectors: P@1 is 1 on the demo queries."""
+
+
 def random_detect(max_objects: int) -> IndexSettings:
     """roi on random Faster R-CNN detections: score threshold 0 keeps exactly ``max_objects`` per image."""
     return IndexSettings(

@@ -1,0 +1,111 @@
+"""The web page in a real headless browser (Debian's chromium driven by Playwright) against the real
+server on loopback: upload an image, draw a box, see the expected results; click a result; pick a
+gallery image and click one of its objects."""
+
+import json
+import os
+import re
+import shutil
+
+import pytest
+
+from retrieval import Searcher, build_index
+
+from .conftest import ANNOTATED_RESNET, GALLERY, QUERY
+from .live_server import running_server
+
+playwright_api = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is not installed (pip install '.[test]')"
+)
+BROWSER = os.environ.get("RETRIEVAL_CHROMIUM") or next(
+    (found for name in ("chromium", "chromium-browser", "google-chrome") if (found := shutil.which(name))), None
+)
+pytestmark = pytest.mark.skipif(
+    BROWSER is None, reason="no chromium found (apt-get install chromium, or set RETRIEVAL_CHROMIUM to a browser)"
+)
+QUERY_ENTRY = "stripes-box-a0.jpg"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    index = tmp_path_factory.mktemp("browser") / "index"
+    build_index(GALLERY, index, ANNOTATED_RESNET, progress=False)
+    with running_server(index) as base:
+        yield base, index
+
+
+@pytest.fixture
+def page(server):
+    with playwright_api.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=BROWSER, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(server[0] + "/")
+        page.wait_for_function("document.getElementById('index-summary').textContent.includes('40 images')")
+        yield page
+        browser.close()
+
+
+def drag_box(page, box):
+    """Draw ``box`` (image pixels) on the query canvas with the mouse."""
+    canvas = page.locator("#query-canvas")
+    canvas.wait_for(state="visible")
+    rect = canvas.bounding_box()
+    scale = rect["width"] / page.evaluate("document.getElementById('query-canvas').width")
+    x1, x2 = (rect["x"] + v * scale for v in (box[0], box[2]))
+    y1, y2 = (rect["y"] + v * scale for v in (box[1], box[3]))
+    page.mouse.move(x1, y1)
+    page.mouse.down()
+    page.mouse.move((x1 + x2) / 2, (y1 + y2) / 2, steps=4)
+    page.mouse.move(x2, y2, steps=4)
+    page.mouse.up()
+
+
+def shown_box(page) -> list[float]:
+    text = page.locator("#query-box").text_content()
+    return [float(v) for v in re.findall(r"[\d.]+", text)]
+
+
+def results(page) -> list[dict]:
+    page.wait_for_function("document.getElementById('status').textContent.includes('results in')")
+    return page.eval_on_selector_all(
+        ".result", "cards => cards.map(c => ({path: c.dataset.path, id: Number(c.dataset.objectId)}))"
+    )
+
+
+def test_upload_draw_a_box_and_see_the_expected_top_result(page, server):
+    entry = next(
+        q for q in json.loads((QUERY / "ground_truth.json").read_text())["queries"] if q["image"] == QUERY_ENTRY
+    )
+    page.set_input_files("#file-input", str(QUERY / QUERY_ENTRY))
+    drag_box(page, entry["box"])
+    found = results(page)
+    box = shown_box(page)
+    assert max(abs(a - b) for a, b in zip(box, entry["box"])) <= 3  # the mouse lands within a pixel or two
+    expected = Searcher(server[1], device="cpu").query(QUERY / QUERY_ENTRY, box, top_k=10)
+    assert [r["id"] for r in found] == [r.object_id for r in expected]
+    assert "../gallery/" + found[0]["path"] in entry["positives"]
+
+
+def test_clicking_a_result_queries_with_that_object(page):
+    page.set_input_files("#file-input", str(QUERY / QUERY_ENTRY))
+    page.locator("#whole-image").click()
+    third = results(page)[2]
+    page.evaluate("document.getElementById('status').textContent = ''")
+    page.locator(".result").nth(2).click()
+    assert results(page)[0]["id"] == third["id"]
+    assert shown_box(page)  # the clicked object's image is the query now, with its box
+
+
+def test_pick_a_gallery_image_and_click_one_of_its_objects(page, server):
+    page.locator("#gallery-button").click()
+    page.locator(".gallery-image").nth(4).click()  # scene_004.jpg
+    canvas = page.locator("#query-canvas")
+    page.wait_for_function("document.getElementById('query-canvas').width === 640")
+    snapshot = Searcher(server[1], device="cpu").snapshot
+    image_id = next(i for i, path in snapshot.image_paths.items() if path == "scene_004.jpg")
+    row = int((snapshot.object_image == image_id).nonzero()[0][0])
+    x1, y1, x2, y2 = (float(v) for v in snapshot.boxes[row])
+    rect = canvas.bounding_box()
+    scale = rect["width"] / 640
+    page.mouse.click(rect["x"] + (x1 + x2) / 2 * scale, rect["y"] + (y1 + y2) / 2 * scale)
+    assert results(page)[0]["id"] == int(snapshot.object_ids[row])

@@ -1,0 +1,133 @@
+"""``retrieval detect`` (pictures and COCO-style JSON) and ``retrieval export`` (the seeds' formats)."""
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from openpyxl import load_workbook
+from PIL import Image
+from pycocotools.coco import COCO
+
+from retrieval import IndexSettings, Searcher, build_index
+from retrieval.cli import main
+from retrieval.export import embedding_file_name
+
+from .conftest import GALLERY, RANDOM_WHOLE, SMALL_MAX_SIZE, SMALL_MIN_SIZE, random_detect
+
+SMALL = ["--min-size", str(SMALL_MIN_SIZE), "--max-size", str(SMALL_MAX_SIZE)]
+
+
+def cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_detect_draws_every_image_and_writes_coco_detections(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("scene_000.jpg", "scene_001.jpg"):
+        shutil.copy(GALLERY / name, folder / name)
+    (folder / "broken.jpg").write_text("not an image")
+    single = tmp_path / "scene_002.jpg"
+    shutil.copy(GALLERY / "scene_002.jpg", single)
+    weights = ["--weights", "random", "--score-threshold", "0", "--max-objects", "4"]
+    inputs = [folder, single, tmp_path / "missing.jpg"]
+    result = cli("detect", *inputs, "--out", tmp_path / "out", *weights, *SMALL, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "12 objects in 3 images" in result.output and "skipped 2 files" in result.output
+    assert "broken.jpg: not an image file" in result.output and "missing.jpg: no such file" in result.output
+    for name in ("photos/scene_000.jpg", "photos/scene_001.jpg", "scene_002.jpg"):
+        drawn = np.asarray(Image.open(tmp_path / "out" / name).convert("RGB"), dtype=np.int16)
+        original = np.asarray(Image.open(GALLERY / name.split("/")[-1]).convert("RGB"), dtype=np.int16)
+        assert drawn.shape == original.shape and np.abs(drawn - original).max() > 100  # boxes drawn on it
+    coco = COCO(str(tmp_path / "out" / "detections.json"))
+    assert sorted(image["file_name"] for image in coco.dataset["images"]) == [
+        "photos/scene_000.jpg",
+        "photos/scene_001.jpg",
+        "scene_002.jpg",
+    ]
+    for image in coco.dataset["images"]:
+        annotations = coco.loadAnns(coco.getAnnIds(imgIds=image["id"]))
+        assert len(annotations) == 4
+        for annotation in annotations:
+            x, y, w, h = annotation["bbox"]
+            assert 0 <= x and 0 <= y and w > 0 and h > 0 and x + w <= 640.01 and y + h <= 480.01
+            assert 0 <= annotation["score"] <= 1 and annotation["category_id"] in coco.cats
+    results = coco.loadRes(coco.dataset["annotations"])  # also valid as a COCO results file
+    assert len(results.getAnnIds()) == 12
+
+
+def test_detections_of_a_folder_index_it_with_those_boxes(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for scene in sorted(GALLERY.glob("scene_00*.jpg"))[:3]:
+        shutil.copy(scene, folder)
+    weights = ["--weights", "random", "--score-threshold", "0", "--max-objects", "2"]
+    result = cli("detect", folder, "--out", tmp_path / "out", *weights, *SMALL, "--quiet")
+    assert result.exit_code == 0, result.output
+    index = tmp_path / "index"
+    given = {"objects": "annotations", "annotations": str(tmp_path / "out/detections.json")}
+    build_index(folder, index, IndexSettings(**{**RANDOM_WHOLE.to_dict(), **given}), progress=False)
+    detections = json.loads((tmp_path / "out/detections.json").read_text())
+    stored = Searcher(index, device="cpu").snapshot.boxes
+    expected = [[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in detections["annotations"])]
+    np.testing.assert_allclose(np.sort(stored, axis=0), np.sort(np.array(expected, np.float32), axis=0), atol=0.01)
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    gallery = root / "gallery"
+    (gallery / "sub").mkdir(parents=True)
+    for number, scene in enumerate(sorted(GALLERY.glob("scene_*.jpg"))[:4]):
+        shutil.copy(scene, gallery / ("sub" if number % 2 else "") / scene.name)
+    build_index(gallery, root / "index", random_detect(3), progress=False)
+    return root / "index"
+
+
+def test_export_per_image(index, tmp_path):
+    result = cli("export", "--index", index, "--format", "per-image", "--out", tmp_path / "out", "--quiet")
+    assert result.exit_code == 0, result.output
+    searcher = Searcher(index, device="cpu")
+    snapshot = searcher.snapshot
+    with open(tmp_path / "out/summary.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    sheet = load_workbook(tmp_path / "out/summary.xlsx").active
+    cells = [[cell.value for cell in row] for row in sheet.iter_rows()]
+    assert cells[0] == ["image", "boxes", "embedding_size", "embedding_file"]
+    assert [[r["image"], int(r["boxes"]), int(r["embedding_size"]), r["embedding_file"]] for r in rows] == cells[1:]
+    assert sorted(r["image"] for r in rows) == sorted(snapshot.image_paths.values())
+    assert "sub/scene_001.jpg" in {r["image"] for r in rows}
+    for row in rows:
+        assert row["embedding_file"] == embedding_file_name(row["image"])
+        vectors = np.load(tmp_path / "out" / row["embedding_file"])
+        assert vectors.shape == (3, 1024) and vectors.dtype == np.float32
+        image_id = next(i for i, p in snapshot.image_paths.items() if p == row["image"])
+        for vector, box in zip(vectors, snapshot.boxes[snapshot.object_image == image_id]):
+            again = searcher.embed_query(snapshot.absolute_path(image_id), box.tolist())
+            assert float(vector @ again) > 0.999  # the row is that box's embedding
+
+
+def test_export_features(index, tmp_path):
+    result = cli("export", "--index", index, "--format", "features", "--out", tmp_path / "out")
+    assert result.exit_code == 0 and "wrote 4 files" in result.output
+    features = np.load(tmp_path / "out/fts.npy")
+    assert features.dtype == np.float16 and features.shape == (12, 1024)
+    tensor = torch.load(tmp_path / "out/fts.pth", weights_only=True)
+    assert torch.equal(tensor, torch.from_numpy(features))
+    paths = json.loads((tmp_path / "out/img_list.json").read_text())
+    boxes = json.loads((tmp_path / "out/boxes.json").read_text())
+    assert len(paths) == len(boxes) == 12 and [b["image"] for b in boxes] == paths
+    searcher = Searcher(index, device="cpu")
+    for row in (0, 5, 11):
+        again = searcher.embed_query(paths[row], boxes[row]["box"])
+        assert float(features[row].astype(np.float32) @ again) > 0.998
+    assert np.allclose(np.linalg.norm(features.astype(np.float32), axis=1), 1, atol=2e-3)
+
+
+def test_export_of_a_missing_index_is_one_clear_line(tmp_path):
+    result = cli("export", "--index", tmp_path / "nothing", "--format", "features", "--out", tmp_path / "out")
+    assert result.exit_code == 1 and result.output.startswith("error: index folder") and result.output.count("\n") == 1
