@@ -92,7 +92,10 @@ def detect_images(
     out = Path(out)
     images, problems = list_inputs(inputs)
     if not images:
-        raise RetrievalError(f"no image files among {', '.join(map(str, inputs))}; give image files or folders")
+        reasons = "; ".join(f"{path}: {reason}" for path, reason in problems[:3])
+        raise RetrievalError(
+            f"no image to detect in ({reasons or 'the folders hold no images'}); give image files or folders"
+        )
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:

@@ -131,3 +131,12 @@ def test_export_features(index, tmp_path):
 def test_export_of_a_missing_index_is_one_clear_line(tmp_path):
     result = cli("export", "--index", tmp_path / "nothing", "--format", "features", "--out", tmp_path / "out")
     assert result.exit_code == 1 and result.output.startswith("error: index folder") and result.output.count("\n") == 1
+
+
+def test_detect_with_no_image_is_one_clear_line(tmp_path):
+    result = cli("detect", tmp_path / "nothing.jpg", "--out", tmp_path / "out", "--weights", "random")
+    assert result.exit_code == 1
+    assert result.output.endswith(
+        f"error: no image to detect in ({tmp_path / 'nothing.jpg'}: no such file or folder); "
+        "give image files or folders\n"
+    )
