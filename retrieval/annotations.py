@@ -195,7 +195,7 @@ def _load_yolo(folder: Path) -> tuple[dict[str, list[_YoloBox]], dict[str, str]]
             if not line.strip():
                 continue
             where = f"{label_file} line {number}"
-            boxes.append(_parse_yolo_line(line, where, names))
+            boxes.append(parse_yolo_line(line, where, names))
         entries[rel] = boxes
         origins[rel] = str(label_file)
     if not entries:
@@ -203,7 +203,9 @@ def _load_yolo(folder: Path) -> tuple[dict[str, list[_YoloBox]], dict[str, str]]
     return entries, origins
 
 
-def _parse_yolo_line(line: str, where: str, names: list[str] | None) -> _YoloBox:
+def parse_yolo_line(line: str, where: str, names: list[str] | None) -> _YoloBox:
+    """One YOLO label line ``class cx cy w h`` (normalised; a sixth column is ignored), checked; errors name
+    ``where`` (file and line). The box's label is ``names[class]`` (the class number without names)."""
     parts = line.split()
     if len(parts) not in (5, 6):
         raise AnnotationsError(f"{where}: expected 'class cx cy w h', got {line.strip()!r}")

@@ -87,6 +87,17 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     )
 
 
+def oriented_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(width, height)`` of an image as displayed (EXIF orientation applied), read from its header only."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            orientation = image.getexif().get(0x0112, 1)
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageError(f"{path}: cannot be read as an image ({error})") from None
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
 def decode_image_bytes(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode encoded image bytes into an ``(H, W, 3)`` uint8 RGB array.
 

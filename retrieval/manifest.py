@@ -33,7 +33,8 @@ class Manifest:
     Attributes:
         settings: the ``IndexSettings`` the index was built with.
         embedder: ``{"name": "roi" | "resnet50", "dimension": D, "weights": identity}``.
-        detector: ``{"name": "fasterrcnn_resnet50_fpn", "weights": identity}``, or ``None``
+        detector: ``{"name": "fasterrcnn_<architecture>", "weights": identity}`` (for a checkpoint, identity
+            holds its path, sha256, architecture and classes), or ``None``
             when no detector was used (``resnet50`` with whole images or annotations).
         gallery_root: the gallery folder, absolute.
         vectors: the FAISS index kind, factory string and search parameters (``IndexPlan.to_dict``).

@@ -47,7 +47,7 @@ class ObjectMapper:
         """The manifest entries ``(detector, embedder)`` describing the loaded models."""
         detector = None
         if self.detector is not None:
-            detector = {"name": "fasterrcnn_resnet50_fpn", "weights": self.detector.identity}
+            detector = {"name": f"fasterrcnn_{self.detector.architecture}", "weights": self.detector.identity}
         embedder = {
             "name": self.settings.embedder,
             "dimension": self.embedder.dimension,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SettingsError
+from .models.architectures import DEFAULT_DETECTOR, DETECTOR_NAMES
 from .models.speed import PRECISIONS
 from .vector_index import check_index_type
 
@@ -35,6 +36,9 @@ class IndexSettings:
         weights: the embedding model's weights: ``default``, ``random`` or a
             state_dict path. For ``roi`` the embedder is the detector.
         detector_weights: the detector's weights, same forms.
+        detector: the detector: an architecture name (``resnet50_fpn``, ``resnet50_fpn_v2``,
+            ``mobilenet_v3_large_fpn``, ``mobilenet_v3_large_320_fpn``) with COCO classes, or a checkpoint
+            file of ``retrieval train-detector`` (its own classes and weights).
         score_threshold: detections scoring below this are dropped.
         max_objects: at most this many detections per image (highest first).
         classes: keep only detections of these COCO class names (empty: all).
@@ -51,6 +55,7 @@ class IndexSettings:
     annotations: str | None = None
     weights: str = "default"
     detector_weights: str = "default"
+    detector: str = DEFAULT_DETECTOR
     score_threshold: float = 0.5
     max_objects: int = 20
     classes: tuple[str, ...] = ()
@@ -78,6 +83,11 @@ class IndexSettings:
         if self.precision not in PRECISIONS:
             raise SettingsError(f"unknown precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
         check_index_type(self.index_type)
+        if self.detector not in DETECTOR_NAMES and not Path(self.detector).suffix:
+            raise SettingsError(
+                f"--detector {self.detector!r} is neither a detector ({', '.join(DETECTOR_NAMES)}) "
+                "nor a checkpoint file (.pt) written by 'retrieval train-detector'"
+            )
         if not 0.0 <= self.score_threshold <= 1.0:
             raise SettingsError(f"--score-threshold {self.score_threshold} must lie between 0 and 1")
         if self.max_objects < 1:
@@ -106,6 +116,7 @@ class IndexSettings:
             annotations=str(Path(self.annotations).absolute()) if self.annotations else None,
             weights=_absolute_weights(self.weights),
             detector_weights=_absolute_weights(self.detector_weights),
+            detector=self.detector if self.detector in DETECTOR_NAMES else _absolute_weights(self.detector),
         )
 
     def vector_settings(self) -> dict[str, Any]:
@@ -118,7 +129,7 @@ class IndexSettings:
         values = self.to_dict()
         ignored = {"device", "precision", "index_type"}
         if not self.uses_detector:
-            ignored |= {"detector_weights", "min_size", "max_size"}
+            ignored |= {"detector_weights", "detector", "min_size", "max_size"}
         if self.objects != "detect":
             ignored |= {"score_threshold", "max_objects", "classes"}
         return {name: value for name, value in values.items() if name not in ignored}

@@ -25,6 +25,7 @@ BACKGROUND = (32, 32, 32)
 QUERY_COLOUR = (255, 160, 0)  # RGB
 RESULT_COLOUR = (0, 220, 90)  # RGB
 TEXT_COLOUR = (235, 235, 235)
+GROUND_TRUTH_COLOUR = (255, 140, 0)  # RGB: ground truth in evaluate-detector's pictures
 
 
 @dataclass(frozen=True)
@@ -111,18 +112,20 @@ def results_picture(query_rgb: np.ndarray, query_box: Sequence[float] | None, re
     return render_results(Tile(query_rgb, box, "query"), tiles)
 
 
-def draw_detections(rgb: np.ndarray, objects) -> np.ndarray:
+def draw_detections(
+    rgb: np.ndarray, objects, colour: tuple[int, int, int] = RESULT_COLOUR, with_scores: bool = True
+) -> np.ndarray:
     """A copy of ``rgb`` (``(H, W, 3)`` uint8) with ``objects``' boxes (original pixels), labels and scores."""
     canvas = np.ascontiguousarray(rgb).copy()
     thickness = max(2, round(max(canvas.shape[:2]) / 400))
     scale = max(0.5, max(canvas.shape[:2]) / 1400)
     for box, label, score in zip(objects.boxes, objects.labels, objects.scores):
         x1, y1, x2, y2 = (round(float(v)) for v in box)
-        cv2.rectangle(canvas, (x1, y1), (x2 - 1, y2 - 1), RESULT_COLOUR, thickness)
-        caption = f"{label} {float(score):.2f}"
+        cv2.rectangle(canvas, (x1, y1), (x2 - 1, y2 - 1), colour, thickness)
+        caption = f"{label} {float(score):.2f}" if with_scores else str(label)
         (width, height), baseline = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
         top = max(0, y1 - height - baseline - 4)
-        cv2.rectangle(canvas, (x1, top), (x1 + width + 6, top + height + baseline + 4), RESULT_COLOUR, -1)
+        cv2.rectangle(canvas, (x1, top), (x1 + width + 6, top + height + baseline + 4), colour, -1)
         cv2.putText(
             canvas, caption, (x1 + 3, top + height + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA
         )

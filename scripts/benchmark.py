@@ -13,8 +13,9 @@ One command, every row on the same images and settings; figures printed as table
              torchvision fp32 modules, for the same boxes on real photos: cosine mean and minimum.
   query      image + box -> top 10 through ``Searcher`` (models loaded once): p50 and p95 latency.
   vectors    benchmark_vectors.py: each FAISS index kind at each size and dimension.
+  training   benchmark_training.py: train-detector's training step and validation, images/s per detector.
 
-Usage: python scripts/benchmark.py [--sections indexing,agreement,query,vectors] [--quick] [--json]
+Usage: python scripts/benchmark.py [--sections indexing,agreement,query,vectors,training] [--quick] [--json]
 """
 
 from __future__ import annotations
@@ -38,9 +39,11 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT))  # tests.synthetic_detection, for the training section
 
 from benchmark_agreement import agreement_rows  # noqa: E402
 from benchmark_reference import ReferenceIndexer  # noqa: E402
+from benchmark_training import training_rows  # noqa: E402
 from benchmark_vectors import vector_rows  # noqa: E402
 
 from retrieval import IndexSettings, Searcher, build_index  # noqa: E402
@@ -49,7 +52,7 @@ from retrieval.models.speed import resolve_precision  # noqa: E402
 from retrieval.snapshot import IndexSnapshot  # noqa: E402
 
 GROCERY = ROOT.parent / "shared" / "data" / "grocery" / "val"
-SECTIONS = ("indexing", "agreement", "query", "vectors")
+SECTIONS = ("indexing", "agreement", "query", "vectors", "training")
 EMBEDDERS = ("roi", "resnet50")
 
 
@@ -74,6 +77,8 @@ def main() -> None:
             report["query"] = query_rows(args, gallery, work)
         if "vectors" in args.sections:
             report["vectors"] = vector_rows(args.vector_sizes, args.vector_dims, args.index_types, say)
+        if "training" in args.sections:
+            report["training"] = training_rows(args.train_images, args.min_size, args.max_size, args.device, say)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -95,11 +100,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--vector-sizes", default="100000,1000000", help="vector counts, comma-separated")
     parser.add_argument("--vector-dims", default="1024,2048", help="dimensions, comma-separated")
     parser.add_argument("--index-types", default="flat,hnsw,ivf,ivfpq", help="index kinds, comma-separated")
+    parser.add_argument("--train-images", type=int, default=16, help="synthetic training images per detector")
     parser.add_argument("--quick", action="store_true", help="a short run: 8 images, 10 queries, 20k vectors")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     args = parser.parse_args()
     if args.quick:
-        args.count, args.queries, args.vector_sizes, args.vector_dims = 8, 10, "20000", "1024"
+        args.count, args.queries, args.vector_sizes, args.vector_dims, args.train_images = 8, 10, "20000", "1024", 4
     args.sections = [s for s in args.sections.split(",") if s]
     unknown = sorted(set(args.sections) - set(SECTIONS))
     if unknown:
@@ -293,6 +299,14 @@ def print_report(report: dict) -> None:
                 "recall@10",
             ],
         )
+    if "training" in report:
+        _print_training(report)
+
+
+def _print_training(report: dict) -> None:
+    s = report["settings"]
+    print(f"\nFine-tuning speed (train-detector's step and validation), detector input {s['min_size']}/{s['max_size']}")
+    table(report["training"], list(report["training"][0]))
 
 
 def table(rows: list[dict], columns: list[str]) -> None:

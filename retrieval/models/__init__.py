@@ -50,6 +50,7 @@ def build_detector(settings: IndexSettings, device: torch.device) -> FasterRCNNM
         max_objects=settings.max_objects,
         classes=settings.classes,
         precision=settings.precision,
+        detector=settings.detector,
     )
 
 

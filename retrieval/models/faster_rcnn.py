@@ -10,6 +10,7 @@ same way: backbone on the whole image, box mapped into the resized frame.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -17,18 +18,19 @@ import torch
 import torch.nn.functional as F
 from torchvision.models.detection import FasterRCNN, FasterRCNN_ResNet50_FPN_Weights
 from torchvision.models.detection._utils import overwrite_eps
-from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from torchvision.ops import clip_boxes_to_image
-from torchvision.ops import misc as misc_nn_ops
 
 from ..boxes import to_original_frame, to_resized_frame
 from ..errors import SettingsError
 from ..objects import ImageObjects
+from .architectures import COCO_CLASSES, DEFAULT_DETECTOR, DETECTOR_NAMES, build_architecture
+from .architectures import COCO_WEIGHTS as ARCHITECTURE_WEIGHTS
+from .checkpoint import model_from_checkpoint, read_checkpoint
 from .fused import fuse_convolutions
 from .postprocess import top_detections
 from .roi_align import ChannelsLastRoIAlign
 from .speed import Cast, fold_batchnorms, resolve_precision, to_inference_layout
-from .weights import load_weights, seeded_init
+from .weights import file_sha256, load_weights, seeded_init
 
 COCO_WEIGHTS = FasterRCNN_ResNet50_FPN_Weights.COCO_V1
 COCO_CATEGORIES: list[str] = list(COCO_WEIGHTS.meta["categories"])
@@ -43,10 +45,7 @@ def build_faster_rcnn(min_size: int = 800, max_size: int = 1333) -> FasterRCNN:
     FrozenBatchNorm2d everywhere, so torchvision's COCO state_dict and any
     ``torch.save(model.state_dict())`` of such a model load strictly.
     """
-    backbone = resnet_fpn_backbone(
-        backbone_name="resnet50", weights=None, norm_layer=misc_nn_ops.FrozenBatchNorm2d, trainable_layers=3
-    )
-    return FasterRCNN(backbone, num_classes=len(COCO_CATEGORIES), min_size=min_size, max_size=max_size)
+    return build_architecture(DEFAULT_DETECTOR, COCO_CLASSES, min_size, max_size)
 
 
 class FasterRCNNModel:
@@ -68,26 +67,48 @@ class FasterRCNNModel:
         max_objects: int = 20,
         classes: Sequence[str] = (),
         precision: str = "auto",
+        detector: str = DEFAULT_DETECTOR,
     ) -> None:
-        unknown = [name for name in classes if name not in COCO_CATEGORIES]
+        """``detector``: an architecture name (``architectures.DETECTOR_NAMES``; COCO classes, ``weights`` as
+        for ``--detector-weights``) or a checkpoint file of ``retrieval train-detector`` (its own classes and
+        weights; ``weights`` must then be ``default``)."""
+        if detector in DETECTOR_NAMES:
+            with seeded_init():
+                model = build_architecture(detector, COCO_CLASSES, min_size, max_size)
+            self.identity = load_weights(model, weights, ARCHITECTURE_WEIGHTS[detector], "detector")
+            if self.identity["source"] == "default" and detector == DEFAULT_DETECTOR:
+                overwrite_eps(model, 0.0)  # what torchvision does for COCO_V1
+            self.categories = COCO_CATEGORIES
+        else:
+            if weights != "default":
+                raise SettingsError(
+                    f"detector checkpoint {detector} carries its own weights: leave out --detector-weights ({weights})"
+                )
+            payload = read_checkpoint(detector)
+            model = model_from_checkpoint(payload, detector, min_size, max_size)
+            path = Path(detector).absolute()
+            self.identity = {
+                "source": "checkpoint",
+                "path": str(path),
+                "sha256": file_sha256(path),
+                "detector": payload["detector"],
+                "classes": list(payload["classes"]),
+            }
+            self.categories = ["__background__", *payload["classes"]]
+        unknown = [name for name in classes if name not in self.categories[1:]]
         if unknown:
-            known = ", ".join(c for c in COCO_CATEGORIES if c not in ("__background__", "N/A"))
+            known = ", ".join(c for c in self.categories[1:] if c != "N/A")
             raise SettingsError(
-                f"unknown class {', '.join(map(repr, unknown))} in --classes; COCO classes are: {known}"
+                f"unknown class {', '.join(map(repr, unknown))} in --classes; the detector's classes are: {known}"
             )
-        with seeded_init():
-            model = build_faster_rcnn(min_size, max_size)
-        self.identity = load_weights(model, weights, COCO_WEIGHTS, "detector")
-        if self.identity["source"] == "default":
-            overwrite_eps(model, 0.0)  # what torchvision does for COCO_V1
+        self.architecture = detector if detector in DETECTOR_NAMES else payload["detector"]
         self.dtype = resolve_precision(precision, device)
-        self.model = _fast_inference(model.eval(), self.dtype, device)
+        self.model = _fast_inference(model.eval(), self.dtype, device, fuse=self.architecture == DEFAULT_DETECTOR)
         self.device = device
         self.images_per_forward = 1 if device.type == "cpu" else GPU_IMAGES_PER_FORWARD
-        self.categories = COCO_CATEGORIES
         self.max_objects = max_objects
         self.class_ids = (
-            torch.tensor(sorted(COCO_CATEGORIES.index(name) for name in classes), device=device) if classes else None
+            torch.tensor(sorted(self.categories.index(name) for name in classes), device=device) if classes else None
         )
         self.model.roi_heads.score_thresh = score_threshold
 
@@ -183,13 +204,13 @@ class FasterRCNNModel:
         return list(np.split(vectors, np.cumsum(counts)[:-1]))
 
 
-def _fast_inference(model: FasterRCNN, dtype: torch.dtype, device: torch.device) -> FasterRCNN:
+def _fast_inference(model: FasterRCNN, dtype: torch.dtype, device: torch.device, fuse: bool) -> FasterRCNN:
     """The same detector, arranged to run fast: batch norms folded into the backbone's convolutions
     (speed.py); on the CPU, each convolution fused with the ReLU and residual add after it (fused.py);
     backbone, RPN head and box head in ``dtype`` with channels-last memory; ROI pooling on those
     channels-last features (roi_align.py); box decoding, scores and NMS in fp32."""
     fold_batchnorms(model.backbone.body)
-    if device.type == "cpu":
+    if fuse and device.type == "cpu":  # the ResNet50-FPN layout fused.py knows
         fuse_convolutions(model.backbone.body)
         fuse_convolutions(model.rpn.head)
     model.backbone = to_inference_layout(model.backbone, dtype)

@@ -48,7 +48,7 @@ class ChannelsLastRoIAlign(nn.Module):
     def forward(
         self, features: dict[str, torch.Tensor], boxes: list[torch.Tensor], image_sizes: list[tuple[int, int]]
     ) -> torch.Tensor:
-        levels = [features[name] for name in self.featmap_names]
+        levels = [level for name, level in features.items() if name in self.featmap_names]  # as torchvision
         first = levels[0]
         count, channels = sum(len(b) for b in boxes), first.shape[1]
         out_h, out_w = self.output_size

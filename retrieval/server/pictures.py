@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import ImageError
 from ..images import load_image, stat_file
+from ..images import oriented_size as image_size
 
 THUMBNAIL_SIDE = 320
 JPEG_QUALITY = 90
@@ -63,10 +63,4 @@ def _encoded(path: str, mtime_ns: int, size: int, thumbnail: bool) -> tuple[byte
 
 @lru_cache(maxsize=65536)
 def _size(path: str, mtime_ns: int, size: int) -> tuple[int, int]:
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-            orientation = image.getexif().get(0x0112, 1)
-    except (OSError, SyntaxError, ValueError) as error:
-        raise ImageError(f"{path}: cannot be read ({error})") from None
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+    return image_size(path)

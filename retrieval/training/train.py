@@ -1,0 +1,265 @@
+"""``retrieval train-detector``: fine-tune a torchvision Faster R-CNN on a dataset's own classes.
+
+The detector (``--detector``) starts from COCO weights (``--weights default``), seeded random ones
+(``random``) or a 91-class state_dict file; its box predictor is replaced by a new one for the dataset's
+classes. SGD with momentum and weight decay, the learning rate divided by ``gamma`` every ``step_size``
+epochs (StepLR). Augmentation: horizontal flip (boxes flipped with the image), colour jitter, and scale
+jitter (each batch resized to a short side drawn from 75% to 100% of ``min_size``).
+
+Each epoch ends with validation (``evaluate.score`` on the val split) and writes, beside ``out``:
+
+- ``out``: the best checkpoint so far (highest val mAP@[.5:.95]);
+- ``<out stem>.last.pt``: the last one, with the optimizer and scheduler states, for ``--resume``;
+- ``<out stem>.log.csv`` and ``<out stem>.log.png``: losses and val metrics per epoch.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.data import DataLoader, Dataset  # noqa: E402
+from torchvision import tv_tensors  # noqa: E402
+from torchvision.transforms import v2  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from ..atomic import atomic_write, atomic_write_text  # noqa: E402
+from ..errors import SettingsError  # noqa: E402
+from ..images import load_image  # noqa: E402
+from ..models.architectures import COCO_CLASSES, COCO_WEIGHTS, build_architecture, replace_predictor  # noqa: E402
+from ..models.checkpoint import read_checkpoint, save_checkpoint  # noqa: E402
+from ..models.weights import load_weights, seeded_init  # noqa: E402
+from .data import DetectionData, Sample, load_detection_data  # noqa: E402
+from .evaluate import predict, score  # noqa: E402
+
+log = logging.getLogger(__name__)
+LOSSES = ("loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The training options (recorded in every checkpoint)."""
+
+    detector: str = "resnet50_fpn"
+    weights: str = "default"
+    epochs: int = 10
+    batch_size: int = 2
+    lr: float = 0.005
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    step_size: int = 0  # 0: two thirds of the epochs
+    gamma: float = 0.1
+    min_size: int = 800
+    max_size: int = 1333
+    score_threshold: float = 0.5  # for val precision / recall / F1
+    workers: int = 2
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise SettingsError(
+                f"--epochs {self.epochs}, --batch-size {self.batch_size} and --lr {self.lr} must be positive"
+            )
+
+
+def output_paths(out: str | os.PathLike) -> dict[str, Path]:
+    """``{"best", "last", "csv", "plot"}`` paths for the checkpoint path ``out``."""
+    out = Path(out)
+    stem = out.with_suffix("")
+    return {
+        "best": out,
+        "last": stem.with_name(stem.name + ".last.pt"),
+        "csv": stem.with_name(stem.name + ".log.csv"),
+        "plot": stem.with_name(stem.name + ".log.png"),
+    }
+
+
+class TrainingImages(Dataset):
+    """Samples as ``(image (3, H, W) float in [0, 1], {"boxes": (N, 4), "labels": (N,)})``, augmented."""
+
+    def __init__(self, samples: list[Sample]) -> None:
+        self.samples = samples
+        self.augment = v2.Compose([v2.RandomHorizontalFlip(0.5), v2.ColorJitter(0.3, 0.3, 0.3, 0.02)])
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        sample = self.samples[index]
+        rgb = load_image(sample.path).rgb
+        image = tv_tensors.Image(torch.from_numpy(rgb).permute(2, 0, 1).float().div(255))
+        boxes = tv_tensors.BoundingBoxes(torch.from_numpy(sample.boxes), format="XYXY", canvas_size=rgb.shape[:2])
+        image, boxes = self.augment(image, boxes)
+        return image.as_subclass(torch.Tensor), {
+            "boxes": boxes.as_subclass(torch.Tensor).reshape(-1, 4),
+            "labels": torch.from_numpy(sample.labels),
+        }
+
+
+def new_model(settings: TrainSettings, classes: list[str]):
+    """The detector with its starting weights and a new predictor for ``classes`` (+ background)."""
+    with seeded_init(settings.seed):
+        model = build_architecture(settings.detector, COCO_CLASSES, settings.min_size, settings.max_size)
+        identity = load_weights(model, settings.weights, COCO_WEIGHTS[settings.detector], "detector")
+        replace_predictor(model, len(classes) + 1)
+    smallest = int(0.75 * settings.min_size)
+    model.transform.min_size = tuple(range(smallest, settings.min_size, 32)) + (settings.min_size,)  # scale jitter
+    return model, identity
+
+
+def train_detector(
+    data_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    settings: TrainSettings,
+    resume: bool = False,
+    progress: bool = True,
+) -> list[dict]:
+    """Train, validating each epoch; returns the per-epoch log rows (see the module's doc for the files)."""
+    data = load_detection_data(data_dir)
+    paths = output_paths(out)
+    paths["best"].parent.mkdir(parents=True, exist_ok=True)
+    device = torch.device(settings.device)
+    model, identity = new_model(settings, data.classes)
+    model.to(device)
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(
+        parameters, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
+    )
+    step = settings.step_size or max(1, (2 * settings.epochs) // 3)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step, gamma=settings.gamma)
+    history: list[dict] = []
+    if resume:
+        history = _resume(paths["last"], model, optimizer, scheduler, settings, data)
+    generator = torch.Generator().manual_seed(settings.seed + len(history))
+    loader = DataLoader(
+        TrainingImages(data.train),
+        batch_size=settings.batch_size,
+        shuffle=True,
+        generator=generator,
+        num_workers=settings.workers,
+        collate_fn=_collate,
+    )
+    best = max((row["mAP"] for row in history), default=-1.0)
+    for epoch in range(len(history) + 1, settings.epochs + 1):
+        started = time.perf_counter()
+        losses = train_one_epoch(model, loader, optimizer, device, epoch, settings.epochs, progress)
+        scheduler.step()
+        report = score(predict(model, data.val, device), data.classes, settings.score_threshold)
+        row = {
+            "epoch": epoch,
+            "lr": optimizer.param_groups[0]["lr"],
+            **losses,
+            "mAP": report["mAP"],
+            "mAP50": report["mAP50"],
+            **{name: report["overall"][name] for name in ("precision", "recall", "f1", "mean_iou")},
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        history.append(row)
+        log.info(
+            "epoch %d/%d: loss %.4f, val mAP %.4f, mAP50 %.4f",
+            epoch,
+            settings.epochs,
+            row["loss"],
+            row["mAP"],
+            row["mAP50"],
+        )
+        common = {
+            "epoch": epoch,
+            "metrics": report["overall"] | {"mAP": report["mAP"], "mAP50": report["mAP50"]},
+            "settings": dataclasses.asdict(settings),
+            "start_weights": identity,
+        }
+        save_checkpoint(
+            paths["last"],
+            model,
+            settings.detector,
+            data.classes,
+            **common,
+            history=history,
+            optimizer=optimizer.state_dict(),
+            scheduler=scheduler.state_dict(),
+        )
+        if row["mAP"] > best:
+            best = row["mAP"]
+            save_checkpoint(paths["best"], model, settings.detector, data.classes, **common)
+        _write_log(history, paths)
+    return history
+
+
+def _collate(batch: list) -> tuple:
+    """A batch of ``(image, target)`` pairs → ``(images, targets)``: the detector takes lists."""
+    return tuple(zip(*batch))
+
+
+def train_one_epoch(model, loader, optimizer, device, epoch: int, epochs: int, progress: bool) -> dict:
+    """One pass over ``loader``; returns the mean of each loss and their sum (``loss``)."""
+    model.train()
+    totals = dict.fromkeys(LOSSES, 0.0)
+    count = 0
+    bar = tqdm(loader, unit="batch", desc=f"epoch {epoch}/{epochs}", disable=not progress, file=sys.stderr)
+    for images, targets in bar:
+        images = [image.to(device) for image in images]
+        targets = [{key: value.to(device) for key, value in target.items()} for target in targets]
+        parts = model(images, targets)
+        loss = sum(parts.values())
+        if not torch.isfinite(loss):
+            raise SettingsError(f"the loss became {loss.item()} in epoch {epoch}: lower --lr")
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        for name in LOSSES:
+            totals[name] += parts[name].item()
+        count += 1
+        bar.set_postfix(loss=f"{sum(totals.values()) / count:.3f}")
+    means = {name: value / max(count, 1) for name, value in totals.items()}
+    return {"loss": sum(means.values()), **means}
+
+
+def _resume(last: Path, model, optimizer, scheduler, settings: TrainSettings, data: DetectionData) -> list[dict]:
+    payload = read_checkpoint(last)
+    if payload["detector"] != settings.detector or list(payload["classes"]) != data.classes:
+        raise SettingsError(
+            f"--resume: {last} holds a {payload['detector']} for classes {payload['classes']}, "
+            f"not a {settings.detector} for {data.classes}"
+        )
+    if "optimizer" not in payload:
+        raise SettingsError(f"--resume: {last} has no optimizer state (it is not a last checkpoint)")
+    model.load_state_dict(payload["model"])
+    optimizer.load_state_dict(payload["optimizer"])
+    scheduler.load_state_dict(payload["scheduler"])
+    log.info("resuming after epoch %d of %s", payload["epoch"], last)
+    return list(payload["history"])
+
+
+def _write_log(history: list[dict], paths: dict[str, Path]) -> None:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(history[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write_text(paths["csv"], text.getvalue())
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    epochs = [row["epoch"] for row in history]
+    for name in ("loss", *LOSSES):
+        left.plot(epochs, [row[name] for row in history], marker="o", label=name)
+    left.set(xlabel="epoch", ylabel="training loss", title="losses")
+    left.legend(fontsize=8)
+    for name in ("mAP", "mAP50", "precision", "recall", "f1"):
+        right.plot(epochs, [row[name] for row in history], marker="o", label=name)
+    right.set(xlabel="epoch", ylim=(0, 1), title="validation")
+    right.legend(fontsize=8)
+    figure.tight_layout()
+    atomic_write(paths["plot"], lambda temp: figure.savefig(temp, format="png", dpi=100))
+    plt.close(figure)
