@@ -28,7 +28,7 @@ from retrieval.models.weights import seeded_init
 from retrieval.training.data import load_detection_data
 from retrieval.training.evaluate import predict, score
 from retrieval.training.metrics import ImageDetections, coco_map
-from retrieval.training.train import TrainSettings, output_paths, train_detector
+from retrieval.training.train import TrainingImages, TrainSettings, output_paths, train_detector
 
 from .conftest import GALLERY
 from .synthetic_detection import CLASSES, SIZE, write_yolo_dataset
@@ -304,3 +304,24 @@ def test_every_stock_detector_embeds_boxes_as_its_own_box_head(name):
     vectors = fast.embed([rgb], [boxes])[0]
     assert vectors.shape == (3, 1024)
     np.testing.assert_allclose(vectors, F.normalize(pooled, dim=1).numpy(), atol=2e-5)
+
+
+def test_augmentation_flips_boxes_with_the_image_and_keeps_them_inside(dataset):
+    data = load_detection_data(dataset)
+    images = TrainingImages(data.train[:1])
+    torch.manual_seed(0)
+    flipped_once = False
+    for _ in range(12):
+        image, target = images[0]
+        assert image.shape == (3, SIZE[1], SIZE[0]) and 0 <= float(image.min()) and float(image.max()) <= 1
+        boxes, original = target["boxes"].numpy(), data.train[0].boxes
+        assert target["labels"].tolist() == data.train[0].labels.tolist()
+        mirrored = np.stack([SIZE[0] - original[:, 2], original[:, 1], SIZE[0] - original[:, 0], original[:, 3]], 1)
+        if np.allclose(boxes, mirrored, atol=1e-3) and not np.allclose(boxes, original, atol=1e-3):
+            flipped_once = True
+            x1, y1, x2, y2 = (int(round(v)) for v in boxes[0])
+            shape = image[:, y1:y2, x1:x2]  # the shape's colour is now where the flipped box says
+            assert float((shape.max(0).values - shape.min(0).values).mean()) > 0.2
+        else:
+            np.testing.assert_allclose(boxes, original, atol=1e-3)
+    assert flipped_once
