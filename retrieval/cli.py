@@ -1,74 +1,39 @@
-"""The ``retrieval`` command: a thin click shell over the Python API."""
+"""The ``retrieval`` command: a thin click shell over the Python API.
+
+This module holds the group and the index commands (index, query, evaluate, remove, info); the others
+live in ``cli_serve.py`` (serve, export) and ``cli_detector.py`` (detect, train-detector, evaluate-detector),
+their shared options in ``cli_common.py``.
+"""
 
 from __future__ import annotations
 
-import functools
 import json
-import logging
 import os
-import sys
 
 import click
 from click.core import ParameterSource
 
 from .boxes import parse_box
-from .errors import RetrievalError
+from .cli_common import (
+    WEIGHTS_HELP,
+    configure_logging,
+    device_option,
+    index_option,
+    json_option,
+    precision_option,
+    print_skipped,
+    user_errors,
+)
+from .cli_detector import detect, evaluate_detector_command, train_detector_command
+from .cli_serve import export, serve
 from .evaluate import evaluate as evaluate_index
-from .export import FORMATS as EXPORT_FORMATS
-from .export import export_index
 from .images import DEFAULT_MAX_PIXELS, load_image
 from .indexer import COMMIT_SECONDS, build_index, existing_settings
 from .info import index_info
-from .models.architectures import DETECTOR_NAMES
-from .models.speed import PRECISIONS
 from .remove import remove_images
 from .search import GROUPS, Searcher
-from .settings import DEVICES, EMBEDDERS, OBJECT_SOURCES, IndexSettings
+from .settings import EMBEDDERS, OBJECT_SOURCES, IndexSettings
 from .visualize import results_picture, save_picture
-
-WEIGHTS_HELP = (
-    "'default' (torchvision's, downloaded to the torch cache on first use), "
-    "a state_dict file PATH, or 'random' (seeded; for tests)"
-)
-
-
-def _user_errors(command):
-    """Print a ``RetrievalError`` as one line on stderr and exit 1; other errors keep their traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except RetrievalError as error:
-            click.echo(f"error: {error}", err=True)
-            sys.exit(1)
-
-    return wrapper
-
-
-def _configure_logging(quiet: bool) -> None:
-    logging.basicConfig(format="%(message)s", stream=sys.stderr)
-    logging.getLogger("retrieval").setLevel(logging.WARNING if quiet else logging.INFO)
-
-
-index_option = click.option(
-    "--index", "index_dir", required=True, type=click.Path(file_okay=False), help="Index folder."
-)
-device_option = click.option(
-    "--device",
-    type=click.Choice(DEVICES),
-    default="auto",
-    show_default=True,
-    help="Where models run; auto picks CUDA when available.",
-)
-precision_option = click.option(
-    "--precision",
-    type=click.Choice(PRECISIONS),
-    default="auto",
-    show_default=True,
-    help="Model arithmetic: auto = bf16 on CPUs with AMX/AVX-512 BF16 and on GPUs (fp16 on older GPUs), else fp32.",
-)
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -82,6 +47,12 @@ def main() -> None:
       retrieval evaluate --index my-index --ground-truth gt.json
       retrieval info --index my-index
       retrieval remove --index my-index gallery/old-photos/
+      retrieval serve --index my-index                      # web page and API at http://127.0.0.1:8000/
+      retrieval detect photos/ --out detections/
+      retrieval export --index my-index --format features --out features/
+      retrieval train-detector --data my-yolo-data --out runs/mine.pt
+      retrieval evaluate-detector --data my-yolo-data --checkpoint runs/mine.pt
+      retrieval index gallery/ --index mine-index --detector runs/mine.pt
     """
 
 
@@ -150,7 +121,7 @@ def main() -> None:
     help="Seconds between commits: a crash loses at most this much work, and rerunning resumes.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or per-file messages.")
-@_user_errors
+@user_errors
 def index(gallery, index_dir, rebuild, prune, max_pixels, commit_every, quiet, **options):
     """Create or update an index of every image under GALLERY (recursively).
 
@@ -165,7 +136,7 @@ def index(gallery, index_dir, rebuild, prune, max_pixels, commit_every, quiet, *
     every option you leave out. Options that would change the vectors are
     refused unless --rebuild.
     """
-    _configure_logging(quiet)
+    configure_logging(quiet)
     settings = _index_settings(index_dir, _given_options(options))
     summary = build_index(
         gallery,
@@ -186,16 +157,16 @@ def index(gallery, index_dir, rebuild, prune, max_pixels, commit_every, quiet, *
     )
     if summary.gone:
         click.echo(f"{len(summary.gone)} indexed images are gone from the gallery; --prune removes them")
-    _print_skipped(summary.skipped)
+    print_skipped(summary.skipped)
 
 
 @main.command()
 @index_option
 @click.argument("paths", nargs=-1, required=True)
-@_user_errors
+@user_errors
 def remove(index_dir, paths):
     """Remove images from an index: PATHS are files or folders, relative to the gallery or to here."""
-    _configure_logging(quiet=True)
+    configure_logging(quiet=True)
     removed = remove_images(index_dir, paths)
     click.echo(f"removed {len(removed)} images from {index_dir}")
 
@@ -218,10 +189,10 @@ def remove(index_dir, paths):
 )
 @device_option
 @precision_option
-@_user_errors
+@user_errors
 def query(image, index_dir, box, top_k, group, as_json, save_vis, device, precision):
     """Find the gallery objects most similar to the BOX in IMAGE (cosine similarity)."""
-    _configure_logging(quiet=True)
+    configure_logging(quiet=True)
     query_box = parse_box(box) if box else None
     searcher = Searcher(index_dir, device=device, precision=precision)
     loaded = load_image(image)
@@ -250,10 +221,10 @@ def query(image, index_dir, box, top_k, group, as_json, save_vis, device, precis
 @json_option
 @device_option
 @precision_option
-@_user_errors
+@user_errors
 def evaluate(index_dir, ground_truth, top_k, as_json, device, precision):
     """Measure retrieval precision against ground truth: P@1, P@5, P@10, recall@k and mAP."""
-    _configure_logging(quiet=True)
+    configure_logging(quiet=True)
     report = evaluate_index(index_dir, ground_truth, top_k, device=device, precision=precision)
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -275,7 +246,7 @@ def evaluate(index_dir, ground_truth, top_k, as_json, device, precision):
 @main.command()
 @index_option
 @json_option
-@_user_errors
+@user_errors
 def info(index_dir, as_json):
     """Show what an index holds and which models made it."""
     details = index_info(index_dir)
@@ -308,214 +279,6 @@ def info(index_dir, as_json):
     click.echo(f"skipped    {len(details['skipped'])}")
     for entry in details["skipped"]:
         click.echo(f"  {entry['path']}: {entry['reason']}")
-
-
-@main.command()
-@index_option
-@click.option("--host", default="127.0.0.1", show_default=True, help="Listen address; 127.0.0.1: this machine only.")
-@click.option("--port", type=int, default=8000, show_default=True, help="Port to listen on.")
-@device_option
-@precision_option
-@click.option(
-    "--max-upload-mb", type=float, default=20, show_default=True, help="Refuse uploads larger than this (413)."
-)
-@click.option(
-    "--max-pixels",
-    type=int,
-    default=40_000_000,
-    show_default=True,
-    help="Refuse uploaded images with more pixels than this (413), before decoding.",
-)
-@click.option(
-    "--poll-seconds",
-    type=float,
-    default=2.0,
-    show_default=True,
-    help="How often to look for a newer committed state of the index (it is picked up without a restart).",
-)
-@click.option("--quiet", is_flag=True, help="Log only warnings and errors.")
-@_user_errors
-def serve(index_dir, host, port, device, precision, max_upload_mb, max_pixels, poll_seconds, quiet):
-    """Serve the index: a web page at / and a JSON API under /api (schema at /openapi.json).
-
-    Models are loaded once. Only the index's own gallery images are served, and only as JPEG pictures.
-    """
-    from .server.run import serve as run_server
-    from .server.state import ServerLimits
-
-    _configure_logging(quiet)
-    limits = ServerLimits(max_upload_bytes=int(max_upload_mb * 2**20), max_pixels=max_pixels)
-    run_server(index_dir, host, port, device, precision, limits, poll_seconds, quiet)
-
-
-@main.command()
-@click.argument("images", nargs=-1, required=True, type=click.Path())
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the outputs.")
-@click.option("--weights", default="default", show_default=True, help="The detector's weights: " + WEIGHTS_HELP + ".")
-@click.option(
-    "--detector",
-    default="resnet50_fpn",
-    show_default=True,
-    help="A detector name (as for 'retrieval index') or a checkpoint of 'retrieval train-detector'.",
-)
-@click.option("--score-threshold", type=float, default=0.5, show_default=True, help="Drop detections below this.")
-@click.option("--max-objects", type=int, default=20, show_default=True, help="Keep the N best detections per image.")
-@click.option("--classes", default="", help="Comma-separated class names of the detector to keep (default: all).")
-@click.option("--min-size", type=int, default=800, show_default=True, help="Detector input: short side.")
-@click.option("--max-size", type=int, default=1333, show_default=True, help="Detector input: long side at most this.")
-@device_option
-@precision_option
-@click.option(
-    "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, show_default=True, help="Skip images with more pixels."
-)
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-@_user_errors
-def detect(
-    images,
-    out_dir,
-    weights,
-    detector,
-    score_threshold,
-    max_objects,
-    classes,
-    min_size,
-    max_size,
-    device,
-    precision,
-    max_pixels,
-    quiet,
-):
-    """Detect objects in IMAGES (files or folders): draw them, and write COCO-style detections.json.
-
-    OUT gets one .jpg per image with boxes, labels and scores drawn, and detections.json (a COCO
-    dataset whose annotations carry a score; usable as 'retrieval index --annotations').
-    """
-    from .detect import detect_images
-    from .models import FasterRCNNModel, resolve_device
-
-    _configure_logging(quiet)
-    wanted = tuple(name.strip() for name in classes.split(",") if name.strip())
-    model = FasterRCNNModel(
-        weights, resolve_device(device), min_size, max_size, score_threshold, max_objects, wanted, precision, detector
-    )
-    summary = detect_images(images, out_dir, model, max_pixels, progress=not quiet)
-    click.echo(f"{summary.detections} objects in {summary.images} images; pictures and {summary.results} written")
-    _print_skipped(summary.skipped)
-
-
-@main.command()
-@index_option
-@click.option(
-    "--format",
-    "out_format",
-    type=click.Choice(EXPORT_FORMATS),
-    required=True,
-    help="per-image: embeddings/<image>.npy, summary.xlsx, summary.csv; features: fts.npy, fts.pth, img_list.json.",
-)
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the files.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-@_user_errors
-def export(index_dir, out_format, out_dir, quiet):
-    """Write the index's embeddings in the formats earlier projects produced."""
-    written = export_index(index_dir, out_format, out_dir, progress=not quiet)
-    click.echo(f"wrote {len(written)} files to {out_dir}")
-
-
-@main.command("train-detector")
-@click.option(
-    "--data", "data_dir", required=True, type=click.Path(file_okay=False), help="Dataset folder (YOLO or COCO)."
-)
-@click.option(
-    "--out", required=True, type=click.Path(dir_okay=False), help="Best checkpoint path, e.g. runs/shapes.pt."
-)
-@click.option("--epochs", type=int, default=10, show_default=True)
-@click.option(
-    "--detector",
-    type=click.Choice(DETECTOR_NAMES),
-    default="resnet50_fpn",
-    show_default=True,
-    help="Architecture; the mobilenet ones are lighter and faster.",
-)
-@click.option(
-    "--weights",
-    default="default",
-    show_default=True,
-    help="Starting weights: 'default' (torchvision's COCO), 'random', or a 91-class state_dict PATH.",
-)
-@click.option("--batch-size", type=int, default=2, show_default=True)
-@click.option("--lr", type=float, default=0.005, show_default=True, help="SGD learning rate.")
-@click.option("--momentum", type=float, default=0.9, show_default=True)
-@click.option("--weight-decay", type=float, default=1e-4, show_default=True)
-@click.option(
-    "--step-size", type=int, default=0, help="Epochs between learning-rate drops (0: two thirds of --epochs)."
-)
-@click.option("--gamma", type=float, default=0.1, show_default=True, help="Learning-rate factor at each drop.")
-@click.option("--min-size", type=int, default=800, show_default=True, help="Detector input: short side.")
-@click.option("--max-size", type=int, default=1333, show_default=True, help="Detector input: long side at most this.")
-@click.option("--score-threshold", type=float, default=0.5, show_default=True, help="For val precision/recall/F1.")
-@click.option("--workers", type=int, default=2, show_default=True, help="Image-loading processes.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--resume", is_flag=True, help="Continue from the last checkpoint beside --out.")
-@click.option("--quiet", is_flag=True, help="No progress bars or per-epoch lines.")
-@_user_errors
-def train_detector_command(data_dir, out, resume, quiet, **options):
-    """Fine-tune a Faster R-CNN on the classes of a YOLO or COCO dataset.
-
-    Writes OUT (the best checkpoint by val mAP), OUT's .last.pt (for --resume), and a per-epoch log as
-    .log.csv and .log.png beside it. Index with the result: retrieval index ... --detector OUT.
-    """
-    from .training.train import TrainSettings, output_paths, train_detector
-
-    _configure_logging(quiet)
-    history = train_detector(data_dir, out, TrainSettings(**options), resume=resume, progress=not quiet)
-    best = max(history, key=lambda row: row["mAP"])
-    paths = output_paths(out)
-    click.echo(
-        f"trained {options['detector']} for {len(history)} epochs; best val mAP {best['mAP']:.4f} "
-        f"(mAP50 {best['mAP50']:.4f}) at epoch {best['epoch']}: {paths['best']}; last: {paths['last']}; "
-        f"log: {paths['csv']}, {paths['plot']}"
-    )
-
-
-@main.command("evaluate-detector")
-@click.option(
-    "--data", "data_dir", required=True, type=click.Path(file_okay=False), help="Dataset folder (YOLO or COCO)."
-)
-@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False), help="A train-detector checkpoint.")
-@click.option("--split", type=click.Choice(["val", "train"]), default="val", show_default=True)
-@click.option("--score-threshold", type=float, default=0.5, show_default=True, help="For precision, recall, F1, IoU.")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@json_option
-@click.option("--save-vis", type=click.Path(file_okay=False), help="Folder for pictures: ground truth and predictions.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-@_user_errors
-def evaluate_detector_command(data_dir, checkpoint, split, score_threshold, device, as_json, save_vis, quiet):
-    """Score a detector checkpoint: per class and overall precision, recall, F1 (IoU 0.5), mean IoU, COCO mAP."""
-    from .training.evaluate import evaluate_detector
-
-    report = evaluate_detector(data_dir, checkpoint, split, score_threshold, device, save_vis, progress=not quiet)
-    if as_json:
-        click.echo(json.dumps(report, indent=2))
-        return
-    click.echo(f"{report['images']} {split} images; precision/recall/F1 at IoU 0.5, score >= {score_threshold}")
-    click.echo(f"{'class':<20} {'gt':>5} {'det':>5} {'P':>6} {'R':>6} {'F1':>6} {'IoU':>6} {'AP':>6} {'AP50':>6}")
-    rows = [*report["per_class"].items(), ("all", {**report["overall"], "AP": report["mAP"], "AP50": report["mAP50"]})]
-    for name, row in rows:
-        ap, ap50 = (f"{row[k]:.3f}" if row.get(k) is not None else "-" for k in ("AP", "AP50"))
-        click.echo(
-            f"{name:<20} {row['ground_truth']:>5} {row['detections']:>5} {row['precision']:>6.3f} "
-            f"{row['recall']:>6.3f} {row['f1']:>6.3f} {row['mean_iou']:>6.3f} {ap:>6} {ap50:>6}"
-        )
-    click.echo(f"mAP@[.5:.95] {report['mAP']:.4f}  mAP@.5 {report['mAP50']:.4f}")
-    if save_vis:
-        click.echo(f"pictures (ground truth orange, predictions green) in {save_vis}")
-
-
-def _print_skipped(skipped: list[tuple[str, str]]) -> None:
-    click.echo(f"skipped {len(skipped)} files" + (":" if skipped else ""))
-    for path, reason in skipped:
-        click.echo(f"  {path}: {reason}")
 
 
 def _given_options(options: dict) -> dict:
@@ -572,6 +335,12 @@ def _display_path(path: str) -> str:
 def _shorten(text: str, width: int) -> str:
     return text if len(text) <= width else "…" + text[-(width - 1) :]
 
+
+main.add_command(serve)
+main.add_command(export)
+main.add_command(detect)
+main.add_command(train_detector_command)
+main.add_command(evaluate_detector_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
