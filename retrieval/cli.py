@@ -17,6 +17,7 @@ from .boxes import parse_box
 from .cli_common import (
     WEIGHTS_HELP,
     configure_logging,
+    detection_options,
     device_option,
     index_option,
     json_option,
@@ -88,13 +89,7 @@ def main() -> None:
     help="The detector: resnet50_fpn, resnet50_fpn_v2, mobilenet_v3_large_fpn, mobilenet_v3_large_320_fpn "
     "(COCO classes), or a checkpoint file of 'retrieval train-detector' (its classes and weights).",
 )
-@click.option("--score-threshold", type=float, default=0.5, show_default=True, help="Drop detections below this.")
-@click.option("--max-objects", type=int, default=20, show_default=True, help="Keep at most this many per image.")
-@click.option("--classes", default="", help="Keep only these of the detector's classes, comma-separated.")
-@click.option(
-    "--min-size", type=int, default=800, show_default=True, help="Detector input: short side resized to this."
-)
-@click.option("--max-size", type=int, default=1333, show_default=True, help="Detector input: long side at most this.")
+@detection_options
 @device_option
 @precision_option
 @click.option(

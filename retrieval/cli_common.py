@@ -57,6 +57,30 @@ precision_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
 
+def input_size_options(command):
+    """``--min-size`` and ``--max-size``: the detector's input (torchvision's GeneralizedRCNNTransform)."""
+    command = click.option(
+        "--max-size", type=int, default=1333, show_default=True, help="Detector input: long side at most this."
+    )(command)
+    return click.option(
+        "--min-size", type=int, default=800, show_default=True, help="Detector input: short side resized to this."
+    )(command)
+
+
+def detection_options(command):
+    """What the detector keeps (``--score-threshold``, ``--max-objects``, ``--classes``) and its input size."""
+    command = input_size_options(command)
+    command = click.option("--classes", default="", help="Keep only these of the detector's classes, comma-separated.")(
+        command
+    )
+    command = click.option(
+        "--max-objects", type=int, default=20, show_default=True, help="Keep at most this many per image."
+    )(command)
+    return click.option(
+        "--score-threshold", type=float, default=0.5, show_default=True, help="Drop detections below this."
+    )(command)
+
+
 def print_skipped(skipped: list[tuple[str, str]]) -> None:
     click.echo(f"skipped {len(skipped)} files" + (":" if skipped else ""))
     for path, reason in skipped:

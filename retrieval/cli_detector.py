@@ -9,7 +9,9 @@ import click
 from .cli_common import (
     WEIGHTS_HELP,
     configure_logging,
+    detection_options,
     device_option,
+    input_size_options,
     json_option,
     precision_option,
     print_skipped,
@@ -29,11 +31,7 @@ from .models.architectures import DETECTOR_NAMES
     show_default=True,
     help="A detector name (as for 'retrieval index') or a checkpoint of 'retrieval train-detector'.",
 )
-@click.option("--score-threshold", type=float, default=0.5, show_default=True, help="Drop detections below this.")
-@click.option("--max-objects", type=int, default=20, show_default=True, help="Keep the N best detections per image.")
-@click.option("--classes", default="", help="Comma-separated class names of the detector to keep (default: all).")
-@click.option("--min-size", type=int, default=800, show_default=True, help="Detector input: short side.")
-@click.option("--max-size", type=int, default=1333, show_default=True, help="Detector input: long side at most this.")
+@detection_options
 @device_option
 @precision_option
 @click.option(
@@ -103,8 +101,7 @@ def detect(
     "--step-size", type=int, default=0, help="Epochs between learning-rate drops (0: two thirds of --epochs)."
 )
 @click.option("--gamma", type=float, default=0.1, show_default=True, help="Learning-rate factor at each drop.")
-@click.option("--min-size", type=int, default=800, show_default=True, help="Detector input: short side.")
-@click.option("--max-size", type=int, default=1333, show_default=True, help="Detector input: long side at most this.")
+@input_size_options
 @click.option("--score-threshold", type=float, default=0.5, show_default=True, help="For val precision/recall/F1.")
 @click.option("--workers", type=int, default=2, show_default=True, help="Image-loading processes.")
 @click.option("--seed", type=int, default=0, show_default=True)
