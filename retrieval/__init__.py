@@ -13,12 +13,12 @@ Python API (the CLI only wraps these)::
 """
 
 from .errors import RetrievalError
-from .evaluate import evaluate
-from .images import LoadedImage, load_image
-from .indexer import IndexSummary, build_index
-from .info import index_info
-from .remove import remove_images
-from .search import Searcher, SearchResult
+from .search.evaluate import evaluate
+from .sources.images import LoadedImage, load_image
+from .pipeline.build import IndexSummary, build_index
+from .index.info import index_info
+from .index.remove import remove_images
+from .search.searcher import Searcher, SearchResult
 from .settings import IndexSettings
 
 __all__ = [

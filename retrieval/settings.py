@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SettingsError
-from .models.architectures import DEFAULT_DETECTOR, DETECTOR_NAMES
-from .models.speed import PRECISIONS
-from .vector_index import check_index_type
+from .models.detectors.architectures import DEFAULT_DETECTOR, DETECTOR_NAMES
+from .models.accel.speed import PRECISIONS
+from .index.stores.faiss_kinds import check_index_type
 
 EMBEDDERS = ("roi", "resnet50")
 OBJECT_SOURCES = ("detect", "whole", "annotations")

@@ -47,9 +47,9 @@ from benchmark_training import training_rows  # noqa: E402
 from benchmark_vectors import vector_rows  # noqa: E402
 
 from retrieval import IndexSettings, Searcher, build_index  # noqa: E402
-from retrieval.models.fused import fusion_available  # noqa: E402
-from retrieval.models.speed import resolve_precision  # noqa: E402
-from retrieval.snapshot import IndexSnapshot  # noqa: E402
+from retrieval.models.accel.fused import fusion_available  # noqa: E402
+from retrieval.models.accel.speed import resolve_precision  # noqa: E402
+from retrieval.index.snapshot import IndexSnapshot  # noqa: E402
 
 GROCERY = ROOT.parent / "shared" / "data" / "grocery" / "val"
 SECTIONS = ("indexing", "agreement", "query", "vectors", "training")

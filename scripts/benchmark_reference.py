@@ -27,8 +27,8 @@ from PIL import Image
 from torchvision.models import resnet50
 from torchvision.transforms import functional as TF
 
-from retrieval.models.faster_rcnn import build_faster_rcnn
-from retrieval.models.resnet50 import IMAGENET_MEAN, IMAGENET_STD
+from retrieval.models.detectors.faster_rcnn import build_faster_rcnn
+from retrieval.models.embedders.resnet50 import IMAGENET_MEAN, IMAGENET_STD
 from retrieval.models.weights import seeded_init
 
 

@@ -34,7 +34,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         index = Path(scratch) / "index"
         annotations = ["--objects", "annotations", "--annotations", str(ROOT / "gallery/annotations.json")]
-        retrieval = [sys.executable, "-m", "retrieval.cli"]
+        retrieval = [sys.executable, "-m", "retrieval.cli.main"]
         subprocess.run(
             [
                 *retrieval,

@@ -24,7 +24,7 @@ def free_port() -> int:
 def running_server(index: Path, *options: str):
     """``retrieval serve --index index`` on 127.0.0.1; yields its base URL once /api/health answers."""
     port = free_port()
-    command = [sys.executable, "-m", "retrieval.cli", "serve", "--index", str(index), "--port", str(port)]
+    command = [sys.executable, "-m", "retrieval.cli.main", "serve", "--index", str(index), "--port", str(port)]
     process = subprocess.Popen(
         [*command, "--device", "cpu", "--quiet", *options], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from retrieval.annotations import load_annotations
+from retrieval.annotations.boxes import load_annotations
 from retrieval.errors import AnnotationsError
 
 

@@ -11,8 +11,8 @@ import pytest
 
 from retrieval import Searcher, build_index
 
-from .conftest import ANNOTATED_RESNET, GALLERY, QUERY
-from .live_server import running_server
+from tests.conftest import ANNOTATED_RESNET, GALLERY, QUERY
+from tests.live_server import running_server
 
 playwright_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed (pip install '.[test]')"

@@ -7,11 +7,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from retrieval.cli import main
+from retrieval.cli.main import main
 from retrieval.errors import SettingsError
 from retrieval.settings import IndexSettings
 
-from .conftest import GALLERY
+from tests.conftest import GALLERY
 
 
 @pytest.mark.parametrize("command", [[], ["index"], ["query"], ["evaluate"], ["info"]])
@@ -21,7 +21,7 @@ def test_every_command_has_help(command):
 
 
 def test_console_script_is_installed():
-    result = subprocess.run([sys.executable, "-m", "retrieval.cli", "--help"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "retrieval.cli.main", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "index" in result.stdout
 
 

@@ -8,11 +8,11 @@ from torchvision.models import resnet50
 
 from retrieval import IndexSettings, build_index
 from retrieval.errors import StoreError
-from retrieval.snapshot import IndexSnapshot
+from retrieval.index.snapshot import IndexSnapshot
 
-from .children import child_done, finish_child, start_child
-from .conftest import RANDOM_WHOLE as WHOLE
-from .conftest import copy_demo_images
+from tests.children import child_done, finish_child, start_child
+from tests.conftest import RANDOM_WHOLE as WHOLE
+from tests.conftest import copy_demo_images
 
 
 def assert_whole(snapshot: IndexSnapshot) -> None:

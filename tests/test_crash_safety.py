@@ -14,11 +14,11 @@ import torch
 from retrieval import IndexSettings, Searcher, build_index
 from retrieval.errors import StoreError
 from retrieval.models import ResNet50Embedder
-from retrieval.snapshot import IndexSnapshot
+from retrieval.index.snapshot import IndexSnapshot
 
-from .children import finish_child, give_to_nobody, kill_child, run_in_child, shared_folder, start_child
-from .conftest import RANDOM_WHOLE as WHOLE
-from .conftest import copy_demo_images
+from tests.children import finish_child, give_to_nobody, kill_child, run_in_child, shared_folder, start_child
+from tests.conftest import RANDOM_WHOLE as WHOLE
+from tests.conftest import copy_demo_images
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +222,7 @@ def test_a_failed_write_is_one_store_error_in_process(tmp_path, monkeypatch):
     """The same failure raised in this process: a StoreError naming the cause, not an OSError traceback."""
     import errno
 
-    import retrieval.store
+    import retrieval.index.store
 
     gallery = tmp_path / "gallery"
     copy_demo_images(gallery, 2)
@@ -232,7 +232,7 @@ def test_a_failed_write_is_one_store_error_in_process(tmp_path, monkeypatch):
     def disk_full(path, write):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(retrieval.store, "atomic_write", disk_full)
+    monkeypatch.setattr(retrieval.index.store, "atomic_write", disk_full)
     with pytest.raises(StoreError) as error:
         build_index(gallery, tmp_path / "index", progress=False)
     assert str(error.value) == (

@@ -9,15 +9,15 @@ import torch
 from click.testing import CliRunner
 from torchvision.ops import box_iou
 
-from retrieval.cli import main
-from retrieval.images import load_image
+from retrieval.cli.main import main
+from retrieval.sources.images import load_image
 from retrieval.models import FasterRCNNModel, ResNet50Embedder
-from retrieval.models.faster_rcnn import GPU_IMAGES_PER_FORWARD
-from retrieval.models.speed import resolve_precision
-from retrieval.snapshot import IndexSnapshot
+from retrieval.models.detectors.faster_rcnn import GPU_IMAGES_PER_FORWARD
+from retrieval.models.accel.speed import resolve_precision
+from retrieval.index.snapshot import IndexSnapshot
 
-from .conftest import GALLERY, SMALL_MAX_SIZE, SMALL_MIN_SIZE, copy_demo_images, random_detect_args
-from .test_speed import centred_cosines, photos
+from tests.conftest import GALLERY, SMALL_MAX_SIZE, SMALL_MIN_SIZE, copy_demo_images, random_detect_args
+from tests.test_speed import centred_cosines, photos
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="no CUDA GPU visible to torch: the --device cuda paths run on GPU machines"

@@ -6,7 +6,7 @@ import numpy as np
 from make_demo_data import generate
 from PIL import Image
 
-from .conftest import GALLERY, QUERY
+from tests.conftest import GALLERY, QUERY
 
 
 def test_generation_reproduces_the_committed_demo_data(tmp_path):

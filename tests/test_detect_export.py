@@ -13,10 +13,10 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 from retrieval import IndexSettings, Searcher, build_index
-from retrieval.cli import main
-from retrieval.export import embedding_file_name
+from retrieval.cli.main import main
+from retrieval.tools.export import embedding_file_name
 
-from .conftest import GALLERY, RANDOM_WHOLE, SMALL_MAX_SIZE, SMALL_MIN_SIZE, random_detect
+from tests.conftest import GALLERY, RANDOM_WHOLE, SMALL_MAX_SIZE, SMALL_MIN_SIZE, random_detect
 
 SMALL = ["--min-size", str(SMALL_MIN_SIZE), "--max-size", str(SMALL_MAX_SIZE)]
 

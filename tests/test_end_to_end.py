@@ -10,9 +10,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from retrieval import Searcher, evaluate
-from retrieval.cli import main
+from retrieval.cli.main import main
 
-from .conftest import GALLERY, QUERY, SMALL_MAX_SIZE, SMALL_MIN_SIZE, random_detect_args
+from tests.conftest import GALLERY, QUERY, SMALL_MAX_SIZE, SMALL_MIN_SIZE, random_detect_args
 
 SMALL = ["--min-size", str(SMALL_MIN_SIZE), "--max-size", str(SMALL_MAX_SIZE)]
 ANNOTATED = [

@@ -3,7 +3,7 @@ import os
 import pytest
 
 from retrieval.errors import RetrievalError
-from retrieval.files import walk_gallery
+from retrieval.sources.folder import walk_gallery
 
 
 def touch(path):

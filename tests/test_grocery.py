@@ -2,7 +2,7 @@
 
 from retrieval import Searcher, build_index
 
-from .conftest import RANDOM_WHOLE, random_detect
+from tests.conftest import RANDOM_WHOLE, random_detect
 
 
 def test_all_real_photos_index_whole_with_resnet50(grocery, tmp_path):

@@ -7,7 +7,7 @@ import pytest
 from retrieval import IndexSettings, build_index, evaluate
 from retrieval.errors import GroundTruthError
 
-from .conftest import copy_demo_images
+from tests.conftest import copy_demo_images
 
 
 @pytest.fixture(scope="module")

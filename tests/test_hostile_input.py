@@ -10,11 +10,11 @@ import pytest
 
 from retrieval import IndexSettings, build_index, index_info
 from retrieval.errors import AnnotationsError
-from retrieval.snapshot import IndexSnapshot
+from retrieval.index.snapshot import IndexSnapshot
 
-from .children import run_in_child, shared_folder
-from .conftest import RANDOM_WHOLE, random_detect
-from .hostile_corpus import make_corpus, write_yolo_labels
+from tests.children import run_in_child, shared_folder
+from tests.conftest import RANDOM_WHOLE, random_detect
+from tests.hostile_corpus import make_corpus, write_yolo_labels
 
 DECODED_BOMB_BYTES = 30000 * 30000 * 3
 
@@ -93,7 +93,7 @@ def test_a_file_deleted_during_the_run_is_skipped_and_the_rest_indexed(corpus, t
     gallery.mkdir()
     for name in ("a.jpg", "b.jpg", "c.jpg"):
         shutil.copy(folder / "gallery" / "good.jpg", gallery / name)
-    import retrieval.reader as reader
+    import retrieval.pipeline.reader as reader
 
     real_stat = reader.stat_file
 

@@ -9,15 +9,15 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-import retrieval.reader as reader
+import retrieval.pipeline.reader as reader
 from retrieval import IndexSettings, build_index, index_info
-from retrieval.cli import main
+from retrieval.cli.main import main
 from retrieval.errors import StoreError
-from retrieval.remove import remove_images
-from retrieval.snapshot import IndexSnapshot
+from retrieval.index.remove import remove_images
+from retrieval.index.snapshot import IndexSnapshot
 
-from .conftest import GALLERY
-from .conftest import RANDOM_WHOLE as WHOLE
+from tests.conftest import GALLERY
+from tests.conftest import RANDOM_WHOLE as WHOLE
 
 
 @pytest.fixture()

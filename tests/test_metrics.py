@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from retrieval.metrics import average_precision, chance_average_precision, precision_at_k, recall_at_k
+from retrieval.search.metrics import average_precision, chance_average_precision, precision_at_k, recall_at_k
 
 # A ranking of 10 items with positives at ranks 1, 3 and 6, and one positive never retrieved (4 in all).
 RANKING = [True, False, True, False, False, True, False, False, False, False]

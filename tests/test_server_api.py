@@ -14,7 +14,7 @@ from PIL import Image
 from retrieval import IndexSettings, Searcher, build_index
 from retrieval.server import ServerLimits, ServerState, create_app
 
-from .conftest import ANNOTATED_RESNET, GALLERY, QUERY, random_detect
+from tests.conftest import ANNOTATED_RESNET, GALLERY, QUERY, random_detect
 
 QUERY_IMAGE = QUERY / "stripes-box-a0.jpg"
 QUERY_BOX = (4, 153, 107, 270)

@@ -13,8 +13,8 @@ import pytest
 
 from retrieval import build_index
 
-from .conftest import ANNOTATED_RESNET, GALLERY, QUERY, RANDOM_WHOLE
-from .live_server import running_server
+from tests.conftest import ANNOTATED_RESNET, GALLERY, QUERY, RANDOM_WHOLE
+from tests.live_server import running_server
 
 CLIENTS, QUERIES = 8, 200
 

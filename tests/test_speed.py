@@ -13,17 +13,17 @@ from torchvision.ops import MultiScaleRoIAlign
 
 from retrieval import IndexSettings, Searcher, build_index
 from retrieval.errors import SettingsError
-from retrieval.images import load_image
+from retrieval.sources.images import load_image
 from retrieval.models import FasterRCNNModel, ResNet50Embedder
-from retrieval.models.faster_rcnn import build_faster_rcnn
-from retrieval.models.fused import FusedConv, fuse_convolutions, fusion_available
-from retrieval.models.postprocess import top_detections
-from retrieval.models.roi_align import ChannelsLastRoIAlign
-from retrieval.models.speed import cpu_has_fast_bf16, fold_batchnorms, resolve_precision
+from retrieval.models.detectors.faster_rcnn import build_faster_rcnn
+from retrieval.models.accel.fused import FusedConv, fuse_convolutions, fusion_available
+from retrieval.models.detectors.postprocess import top_detections
+from retrieval.models.accel.roi_align import ChannelsLastRoIAlign
+from retrieval.models.accel.speed import cpu_has_fast_bf16, fold_batchnorms, resolve_precision
 from retrieval.models.weights import seeded_init
-from retrieval.reader import prefetched
+from retrieval.pipeline.reader import prefetched
 
-from .conftest import GALLERY, RANDOM_WHOLE, SMALL_MAX_SIZE, SMALL_MIN_SIZE, copy_demo_images
+from tests.conftest import GALLERY, RANDOM_WHOLE, SMALL_MAX_SIZE, SMALL_MIN_SIZE, copy_demo_images
 
 
 def centred_cosines(reference: np.ndarray, other: np.ndarray) -> np.ndarray:

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from retrieval.errors import StoreError
-from retrieval.images import LoadedImage
-from retrieval.layout import HEAD_NAME, IndexLock, point
-from retrieval.manifest import Manifest
+from retrieval.sources.images import LoadedImage
+from retrieval.index.layout import HEAD_NAME, IndexLock, point
+from retrieval.index.manifest import Manifest
 from retrieval.objects import ImageObjects
 from retrieval.settings import IndexSettings
-from retrieval.snapshot import IndexSnapshot
-from retrieval.store import StoreWriter, vectors_path
+from retrieval.index.snapshot import IndexSnapshot
+from retrieval.index.store import StoreWriter, vectors_path
 
 DIM = 8
 

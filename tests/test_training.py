@@ -18,20 +18,20 @@ from pycocotools.cocoeval import COCOeval
 from torchvision.models.detection.transform import resize_boxes
 
 from retrieval import Searcher
-from retrieval.cli import main
+from retrieval.cli.main import main
 from retrieval.errors import AnnotationsError, WeightsError
-from retrieval.images import load_image
+from retrieval.sources.images import load_image
 from retrieval.models import FasterRCNNModel
-from retrieval.models.architectures import DETECTOR_NAMES, build_architecture
-from retrieval.models.checkpoint import model_from_checkpoint, read_checkpoint
+from retrieval.models.detectors.architectures import DETECTOR_NAMES, build_architecture
+from retrieval.models.detectors.checkpoint import model_from_checkpoint, read_checkpoint
 from retrieval.models.weights import seeded_init
 from retrieval.training.data import load_detection_data
 from retrieval.training.evaluate import predict, score
 from retrieval.training.metrics import ImageDetections, coco_map
 from retrieval.training.train import TrainingImages, TrainSettings, output_paths, train_detector
 
-from .conftest import GALLERY
-from .synthetic_detection import CLASSES, SIZE, write_yolo_dataset
+from tests.conftest import GALLERY
+from tests.synthetic_detection import CLASSES, SIZE, write_yolo_dataset
 
 FAST = dict(detector="mobilenet_v3_large_fpn", weights="random", min_size=160, max_size=240, lr=0.01, workers=0)
 

@@ -7,11 +7,11 @@ import pytest
 from benchmark_vectors import unit_mixture
 
 from retrieval import IndexSettings, Searcher, build_index, index_info, remove_images
-from retrieval import vector_index as vi
+from retrieval.index.stores import faiss_kinds as vi
 from retrieval.errors import SettingsError
-from retrieval.snapshot import IndexSnapshot
+from retrieval.index.snapshot import IndexSnapshot
 
-from .conftest import RANDOM_WHOLE, copy_demo_images
+from tests.conftest import RANDOM_WHOLE, copy_demo_images
 
 COUNT, DIMENSION = 25_000, 32
 

@@ -11,7 +11,7 @@ from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
 from retrieval.errors import WeightsError
 from retrieval.models import FasterRCNNModel, ResNet50Embedder
-from retrieval.models.faster_rcnn import build_faster_rcnn
+from retrieval.models.detectors.faster_rcnn import build_faster_rcnn
 from retrieval.models.weights import seeded_init
 
 BOX = np.array([[40, 30, 300, 200]], dtype=np.float32)

@@ -19,8 +19,8 @@ import torch
 
 from ..errors import SettingsError
 from ..settings import IndexSettings
-from .faster_rcnn import COCO_CATEGORIES, FasterRCNNModel
-from .resnet50 import ResNet50Embedder
+from .detectors.faster_rcnn import COCO_CATEGORIES, FasterRCNNModel
+from .embedders.resnet50 import ResNet50Embedder
 
 
 class Embedder(Protocol):

@@ -17,9 +17,9 @@ from pydantic import BaseModel
 
 from ..boxes import parse_box
 from ..errors import ImageError, RetrievalError
-from ..info import snapshot_info
-from ..search import SearchResult, embed_box, rank
-from ..snapshot import IndexSnapshot
+from ..index.info import snapshot_info
+from ..search.searcher import SearchResult, embed_box, rank
+from ..index.snapshot import IndexSnapshot
 from .pictures import OutsideGallery, gallery_file, oriented_size, picture
 from .state import NoDetector, ServerState
 

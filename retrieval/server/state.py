@@ -11,9 +11,9 @@ import threading
 from dataclasses import dataclass
 
 from ..errors import RetrievalError
-from ..images import LoadedImage, decode_image_bytes
+from ..sources.images import LoadedImage, decode_image_bytes
 from ..models import FasterRCNNModel, build_detector, resolve_device
-from ..search import Searcher
+from ..search.searcher import Searcher
 
 log = logging.getLogger(__name__)
 

@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ..annotations import parse_yolo_line
+from ..annotations.boxes import parse_yolo_line
 from ..errors import AnnotationsError, ImageError
-from ..files import is_image_name
-from ..images import oriented_size
+from ..sources.folder import is_image_name
+from ..sources.images import oriented_size
 
 SPLITS = ("train", "val")
 

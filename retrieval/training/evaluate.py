@@ -14,10 +14,10 @@ from torchvision.models.detection import FasterRCNN
 from tqdm import tqdm
 
 from ..errors import SettingsError
-from ..images import load_image
-from ..models.checkpoint import model_from_checkpoint, read_checkpoint
+from ..sources.images import load_image
+from ..models.detectors.checkpoint import model_from_checkpoint, read_checkpoint
 from ..objects import ImageObjects
-from ..visualize import GROUND_TRUTH_COLOUR, draw_detections, save_picture
+from ..tools.visualize import GROUND_TRUTH_COLOUR, draw_detections, save_picture
 from .data import Sample, load_detection_data
 from .metrics import ImageDetections, coco_map, threshold_metrics
 

@@ -1,0 +1,162 @@
+"""The detector commands: ``retrieval detect``, ``retrieval train-detector``, ``retrieval evaluate-detector``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from .common import (
+    WEIGHTS_HELP,
+    configure_logging,
+    detection_options,
+    device_option,
+    input_size_options,
+    json_option,
+    precision_option,
+    print_skipped,
+    user_errors,
+)
+from ..sources.images import DEFAULT_MAX_PIXELS
+from ..models.detectors.architectures import DETECTOR_NAMES
+
+
+@click.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the outputs.")
+@click.option("--weights", default="default", show_default=True, help="The detector's weights: " + WEIGHTS_HELP + ".")
+@click.option(
+    "--detector",
+    default="resnet50_fpn",
+    show_default=True,
+    help="A detector name (as for 'retrieval index') or a checkpoint of 'retrieval train-detector'.",
+)
+@detection_options
+@device_option
+@precision_option
+@click.option(
+    "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, show_default=True, help="Skip images with more pixels."
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@user_errors
+def detect(
+    images,
+    out_dir,
+    weights,
+    detector,
+    score_threshold,
+    max_objects,
+    classes,
+    min_size,
+    max_size,
+    device,
+    precision,
+    max_pixels,
+    quiet,
+):
+    """Detect objects in IMAGES (files or folders): draw them, and write COCO-style detections.json.
+
+    OUT gets one .jpg per image with boxes, labels and scores drawn, and detections.json (a COCO
+    dataset whose annotations carry a score; usable as 'retrieval index --annotations').
+    """
+    from ..tools.detect import detect_images
+    from ..models import FasterRCNNModel, resolve_device
+
+    configure_logging(quiet)
+    wanted = tuple(name.strip() for name in classes.split(",") if name.strip())
+    model = FasterRCNNModel(
+        weights, resolve_device(device), min_size, max_size, score_threshold, max_objects, wanted, precision, detector
+    )
+    summary = detect_images(images, out_dir, model, max_pixels, progress=not quiet)
+    click.echo(f"{summary.detections} objects in {summary.images} images; pictures and {summary.results} written")
+    print_skipped(summary.skipped)
+
+
+@click.command("train-detector")
+@click.option(
+    "--data", "data_dir", required=True, type=click.Path(file_okay=False), help="Dataset folder (YOLO or COCO)."
+)
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False), help="Best checkpoint path, e.g. runs/shapes.pt."
+)
+@click.option("--epochs", type=int, default=10, show_default=True)
+@click.option(
+    "--detector",
+    type=click.Choice(DETECTOR_NAMES),
+    default="resnet50_fpn",
+    show_default=True,
+    help="Architecture; the mobilenet ones are lighter and faster.",
+)
+@click.option(
+    "--weights",
+    default="default",
+    show_default=True,
+    help="Starting weights: 'default' (torchvision's COCO), 'random', or a 91-class state_dict PATH.",
+)
+@click.option("--batch-size", type=int, default=2, show_default=True)
+@click.option("--lr", type=float, default=0.005, show_default=True, help="SGD learning rate.")
+@click.option("--momentum", type=float, default=0.9, show_default=True)
+@click.option("--weight-decay", type=float, default=1e-4, show_default=True)
+@click.option(
+    "--step-size", type=int, default=0, help="Epochs between learning-rate drops (0: two thirds of --epochs)."
+)
+@click.option("--gamma", type=float, default=0.1, show_default=True, help="Learning-rate factor at each drop.")
+@input_size_options
+@click.option("--score-threshold", type=float, default=0.5, show_default=True, help="For val precision/recall/F1.")
+@click.option("--workers", type=int, default=2, show_default=True, help="Image-loading processes.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from the last checkpoint beside --out.")
+@click.option("--quiet", is_flag=True, help="No progress bars or per-epoch lines.")
+@user_errors
+def train_detector_command(data_dir, out, resume, quiet, **options):
+    """Fine-tune a Faster R-CNN on the classes of a YOLO or COCO dataset.
+
+    Writes OUT (the best checkpoint by val mAP), OUT's .last.pt (for --resume), and a per-epoch log as
+    .log.csv and .log.png beside it. Index with the result: retrieval index ... --detector OUT.
+    """
+    from ..training.train import TrainSettings, output_paths, train_detector
+
+    configure_logging(quiet)
+    history = train_detector(data_dir, out, TrainSettings(**options), resume=resume, progress=not quiet)
+    best = max(history, key=lambda row: row["mAP"])
+    paths = output_paths(out)
+    click.echo(
+        f"trained {options['detector']} for {len(history)} epochs; best val mAP {best['mAP']:.4f} "
+        f"(mAP50 {best['mAP50']:.4f}) at epoch {best['epoch']}: {paths['best']}; last: {paths['last']}; "
+        f"log: {paths['csv']}, {paths['plot']}"
+    )
+
+
+@click.command("evaluate-detector")
+@click.option(
+    "--data", "data_dir", required=True, type=click.Path(file_okay=False), help="Dataset folder (YOLO or COCO)."
+)
+@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False), help="A train-detector checkpoint.")
+@click.option("--split", type=click.Choice(["val", "train"]), default="val", show_default=True)
+@click.option("--score-threshold", type=float, default=0.5, show_default=True, help="For precision, recall, F1, IoU.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@json_option
+@click.option("--save-vis", type=click.Path(file_okay=False), help="Folder for pictures: ground truth and predictions.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@user_errors
+def evaluate_detector_command(data_dir, checkpoint, split, score_threshold, device, as_json, save_vis, quiet):
+    """Score a detector checkpoint: per class and overall precision, recall, F1 (IoU 0.5), mean IoU, COCO mAP."""
+    from ..training.evaluate import evaluate_detector
+
+    report = evaluate_detector(data_dir, checkpoint, split, score_threshold, device, save_vis, progress=not quiet)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"{report['images']} {split} images; precision/recall/F1 at IoU 0.5, score >= {score_threshold}")
+    click.echo(f"{'class':<20} {'gt':>5} {'det':>5} {'P':>6} {'R':>6} {'F1':>6} {'IoU':>6} {'AP':>6} {'AP50':>6}")
+    rows = [*report["per_class"].items(), ("all", {**report["overall"], "AP": report["mAP"], "AP50": report["mAP50"]})]
+    for name, row in rows:
+        ap, ap50 = (f"{row[k]:.3f}" if row.get(k) is not None else "-" for k in ("AP", "AP50"))
+        click.echo(
+            f"{name:<20} {row['ground_truth']:>5} {row['detections']:>5} {row['precision']:>6.3f} "
+            f"{row['recall']:>6.3f} {row['f1']:>6.3f} {row['mean_iou']:>6.3f} {ap:>6} {ap50:>6}"
+        )
+    click.echo(f"mAP@[.5:.95] {report['mAP']:.4f}  mAP@.5 {report['mAP50']:.4f}")
+    if save_vis:
+        click.echo(f"pictures (ground truth orange, predictions green) in {save_vis}")

@@ -1,0 +1,341 @@
+"""The ``retrieval`` command: a thin click shell over the Python API.
+
+This module holds the group and the index commands (index, query, evaluate, remove, info); the others
+live in ``cli_serve.py`` (serve, export) and ``cli_detector.py`` (detect, train-detector, evaluate-detector),
+their shared options in ``cli_common.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import click
+from click.core import ParameterSource
+
+from ..boxes import parse_box
+from .common import (
+    WEIGHTS_HELP,
+    configure_logging,
+    detection_options,
+    device_option,
+    index_option,
+    json_option,
+    precision_option,
+    print_skipped,
+    user_errors,
+)
+from .detector import detect, evaluate_detector_command, train_detector_command
+from .serve import export, serve
+from ..search.evaluate import evaluate as evaluate_index
+from ..sources.images import DEFAULT_MAX_PIXELS, load_image
+from ..pipeline.build import COMMIT_SECONDS, build_index, existing_settings
+from ..index.info import index_info
+from ..index.remove import remove_images
+from ..search.searcher import GROUPS, Searcher
+from ..settings import EMBEDDERS, OBJECT_SOURCES, IndexSettings
+from ..tools.visualize import results_picture, save_picture
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="retrieval")
+def main() -> None:
+    """Object retrieval: index the objects in a folder of photos, then find where else an object appears.
+
+    \b
+      retrieval index gallery/ --index my-index
+      retrieval query photo.jpg --box 10,20,200,240 --index my-index --save-vis result.jpg
+      retrieval evaluate --index my-index --ground-truth gt.json
+      retrieval info --index my-index
+      retrieval remove --index my-index gallery/old-photos/
+      retrieval serve --index my-index                      # web page and API at http://127.0.0.1:8000/
+      retrieval detect photos/ --out detections/
+      retrieval export --index my-index --format features --out features/
+      retrieval train-detector --data my-yolo-data --out runs/mine.pt
+      retrieval evaluate-detector --data my-yolo-data --checkpoint runs/mine.pt
+      retrieval index gallery/ --index mine-index --detector runs/mine.pt
+    """
+
+
+@main.command()
+@click.argument("gallery", type=click.Path(exists=True, file_okay=False))
+@index_option
+@click.option(
+    "--embedder",
+    type=click.Choice(EMBEDDERS),
+    default="roi",
+    show_default=True,
+    help="roi: the detector's 1024-d box-head features (same forward pass); "
+    "resnet50: 2048-d ResNet50 GAP vector of each crop.",
+)
+@click.option(
+    "--objects",
+    type=click.Choice(OBJECT_SOURCES),
+    default="detect",
+    show_default=True,
+    help="detect: Faster R-CNN boxes; whole: each image is one object; annotations: boxes from --annotations.",
+)
+@click.option(
+    "--annotations", type=click.Path(exists=True), help="COCO JSON file or YOLO labels folder (--objects annotations)."
+)
+@click.option(
+    "--weights", default="default", show_default=True, help=f"Embedder weights: {WEIGHTS_HELP}. For roi: the detector."
+)
+@click.option("--detector-weights", default="default", show_default=True, help=f"Detector weights: {WEIGHTS_HELP}.")
+@click.option(
+    "--detector",
+    default="resnet50_fpn",
+    show_default=True,
+    help="The detector: resnet50_fpn, resnet50_fpn_v2, mobilenet_v3_large_fpn, mobilenet_v3_large_320_fpn "
+    "(COCO classes), or a checkpoint file of 'retrieval train-detector' (its classes and weights).",
+)
+@detection_options
+@device_option
+@precision_option
+@click.option(
+    "--index-type",
+    default="auto",
+    show_default=True,
+    help="Vector index: auto (exact up to 50,000 vectors, then ivf), flat, hnsw, ivf, ivfpq, or a FAISS factory "
+    "string.",
+)
+@click.option("--rebuild", is_flag=True, help="Allow other settings than the existing index's: re-index everything.")
+@click.option("--prune", is_flag=True, help="Remove indexed images whose files are gone from the gallery.")
+@click.option(
+    "--max-pixels",
+    type=int,
+    default=DEFAULT_MAX_PIXELS,
+    show_default=True,
+    help="Skip images with more pixels than this, before decoding (decompression bombs).",
+)
+@click.option(
+    "--commit-every",
+    type=float,
+    default=COMMIT_SECONDS,
+    show_default=True,
+    help="Seconds between commits: a crash loses at most this much work, and rerunning resumes.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or per-file messages.")
+@user_errors
+def index(gallery, index_dir, rebuild, prune, max_pixels, commit_every, quiet, **options):
+    """Create or update an index of every image under GALLERY (recursively).
+
+    \b
+    Images: jpg, jpeg, png, bmp, webp, tif, tiff in any case; EXIF orientation
+    applied; every colour mode converted to RGB. Files that cannot be read are
+    skipped, recorded with their reason and listed at the end.
+
+    \b
+    On an existing index: new images are added, changed ones re-indexed,
+    unchanged ones passed over, and the index's own settings are used for
+    every option you leave out. Options that would change the vectors are
+    refused unless --rebuild.
+    """
+    configure_logging(quiet)
+    settings = _index_settings(index_dir, _given_options(options))
+    summary = build_index(
+        gallery,
+        index_dir,
+        settings,
+        rebuild=rebuild,
+        prune=prune,
+        max_pixels=max_pixels,
+        commit_seconds=commit_every,
+        progress=not quiet,
+    )
+    processed = summary.added + summary.updated
+    rate = processed / summary.seconds if summary.seconds else 0.0
+    click.echo(
+        f"indexed {summary.images} images, {summary.objects} objects into {index_dir}"
+        f"{' (rebuilt)' if summary.rebuilt else ''}: {summary.added} new, {summary.updated} changed, "
+        f"{summary.unchanged} unchanged, {summary.removed} removed, in {summary.seconds:.1f} s ({rate:.2f} images/s)"
+    )
+    if summary.gone:
+        click.echo(f"{len(summary.gone)} indexed images are gone from the gallery; --prune removes them")
+    print_skipped(summary.skipped)
+
+
+@main.command()
+@index_option
+@click.argument("paths", nargs=-1, required=True)
+@user_errors
+def remove(index_dir, paths):
+    """Remove images from an index: PATHS are files or folders, relative to the gallery or to here."""
+    configure_logging(quiet=True)
+    removed = remove_images(index_dir, paths)
+    click.echo(f"removed {len(removed)} images from {index_dir}")
+
+
+@main.command()
+@click.argument("image", type=click.Path(dir_okay=False))
+@index_option
+@click.option("--box", help="Query box X1,Y1,X2,Y2 in the image's pixels; default: the whole image.")
+@click.option("--top-k", type=int, default=10, show_default=True, help="How many results.")
+@click.option(
+    "--group",
+    type=click.Choice(GROUPS),
+    default="image",
+    show_default=True,
+    help="image: rank gallery images by their best object; object: rank objects.",
+)
+@json_option
+@click.option(
+    "--save-vis", type=click.Path(dir_okay=False), help="Write a picture of the query and the results (.jpg or .png)."
+)
+@device_option
+@precision_option
+@user_errors
+def query(image, index_dir, box, top_k, group, as_json, save_vis, device, precision):
+    """Find the gallery objects most similar to the BOX in IMAGE (cosine similarity)."""
+    configure_logging(quiet=True)
+    query_box = parse_box(box) if box else None
+    searcher = Searcher(index_dir, device=device, precision=precision)
+    loaded = load_image(image)
+    results = searcher.query(loaded, query_box, top_k=top_k, group=group)
+    if save_vis:
+        save_picture(results_picture(loaded.rgb, query_box, results), save_vis)
+    if as_json:
+        click.echo(json.dumps({"results": [r.to_dict() for r in results]}, indent=2))
+    else:
+        _print_results(results)
+    if save_vis:
+        click.echo(f"picture written to {save_vis}", err=as_json)
+
+
+@main.command()
+@index_option
+@click.option(
+    "--ground-truth",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Ground-truth JSON (see README).",
+)
+@click.option(
+    "--top-k", type=int, default=10, show_default=True, help="k of recall@k (and P@k, beside P@1, P@5, P@10)."
+)
+@json_option
+@device_option
+@precision_option
+@user_errors
+def evaluate(index_dir, ground_truth, top_k, as_json, device, precision):
+    """Measure retrieval precision against ground truth: P@1, P@5, P@10, recall@k and mAP."""
+    configure_logging(quiet=True)
+    report = evaluate_index(index_dir, ground_truth, top_k, device=device, precision=precision)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    names = [key for key in report if key.startswith(("P@", "recall@"))]
+    click.echo("  ".join(["query".ljust(28), "AP".rjust(6)] + [n.rjust(9) for n in names]))
+    for row in report["queries"]:
+        cells = [_shorten(_display_path(row["image"]), 28).ljust(28), f"{row['AP']:.3f}".rjust(6)]
+        click.echo("  ".join(cells + [f"{row[n]:.3f}".rjust(9) for n in names]))
+    click.echo(
+        "  ".join(["mean".ljust(28), f"{report['mAP']:.3f}".rjust(6)] + [f"{report[n]:.3f}".rjust(9) for n in names])
+    )
+    click.echo(
+        f"mAP {report['mAP']:.3f} over {len(report['queries'])} queries "
+        f"(a random ranking would score {report['chance_mAP']:.3f})"
+    )
+
+
+@main.command()
+@index_option
+@json_option
+@user_errors
+def info(index_dir, as_json):
+    """Show what an index holds and which models made it."""
+    details = index_info(index_dir)
+    if as_json:
+        click.echo(json.dumps(details, indent=2))
+        return
+    manifest = details["manifest"]
+    click.echo(f"index      {details['index']}")
+    click.echo(f"gallery    {details['gallery_root']}")
+    click.echo(f"images     {details['images']}")
+    click.echo(f"objects    {details['objects']}")
+    click.echo(
+        f"embedder   {details['embedder']} ({details['dimension']}-d), "
+        f"weights {_weights_text(manifest['embedder']['weights'])}"
+    )
+    if manifest["detector"]:
+        click.echo(
+            f"detector   {manifest['detector']['name']}, weights {_weights_text(manifest['detector']['weights'])}"
+        )
+    vectors = details["vectors"]
+    search = ", ".join(f"{name} {value}" for name, value in vectors["params"].items())
+    trained = f", trained on {vectors['trained_on']:,} vectors" if vectors["trained_on"] else ""
+    click.echo(
+        f"vectors    {vectors['kind']}: FAISS {vectors['factory']}" + (f" ({search})" if search else "") + trained
+    )
+    settings = manifest["settings"]
+    click.echo(
+        f"objects    {settings['objects']}" + (f" from {settings['annotations']}" if settings["annotations"] else "")
+    )
+    click.echo(f"skipped    {len(details['skipped'])}")
+    for entry in details["skipped"]:
+        click.echo(f"  {entry['path']}: {entry['reason']}")
+
+
+def _given_options(options: dict) -> dict:
+    """The index options given on the command line (not defaulted), as IndexSettings fields."""
+    context = click.get_current_context()
+    given = {
+        name: value
+        for name, value in options.items()
+        if context.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+    }
+    if "classes" in given:
+        given["classes"] = tuple(c.strip() for c in given["classes"].split(",") if c.strip())
+    return given
+
+
+def _index_settings(index_dir: str, given: dict) -> IndexSettings:
+    """The existing index's settings (or the defaults) with the options given on the command line."""
+    values = (existing_settings(index_dir) or IndexSettings()).to_dict()
+    if given.get("objects", "annotations") != "annotations" and "annotations" not in given:
+        values["annotations"] = None
+    weights = {given[k] for k in ("weights", "detector_weights") if k in given}
+    if given.get("embedder", values["embedder"]) == "roi" and len(weights) == 1:
+        values["weights"] = values["detector_weights"] = weights.pop()  # for roi they are one model
+    return IndexSettings.from_dict({**values, **given})
+
+
+def _print_results(results) -> None:
+    if not results:
+        click.echo("no results: the index holds no objects")
+        return
+    click.echo(f"{'rank':>4}  {'score':>7}  {'image':<40}  {'box':<26}  {'label':<16}  {'det':>5}  {'id':>6}")
+    for r in results:
+        box = ",".join(f"{v:.0f}" for v in r.box)
+        det = f"{r.detection_score:.2f}" if r.detection_score is not None else "-"
+        click.echo(
+            f"{r.rank:>4}  {r.score:>7.4f}  {_shorten(_display_path(r.image), 40):<40}  {box:<26}  "
+            f"{(r.label or '-')[:16]:<16}  {det:>5}  {r.object_id:>6}"
+        )
+
+
+def _weights_text(identity: dict) -> str:
+    if identity["source"] == "random":
+        return f"RANDOM (seed {identity['seed']})"
+    if identity["source"] == "default":
+        return f"{identity['name']} (sha256 {identity['sha256'][:12]})"
+    return f"{identity['path']} (sha256 {identity['sha256'][:12]})"
+
+
+def _display_path(path: str) -> str:
+    relative = os.path.relpath(path)
+    return relative if not relative.startswith("..") else path
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else "…" + text[-(width - 1) :]
+
+
+main.add_command(serve)
+main.add_command(export)
+main.add_command(detect)
+main.add_command(train_detector_command)
+main.add_command(evaluate_detector_command)
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

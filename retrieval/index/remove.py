@@ -1,0 +1,53 @@
+"""``retrieval remove``: take images (or whole folders of them) out of an index."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath
+from typing import Iterable
+
+from ..errors import StoreError
+from .layout import IndexLock, active_store
+from .store import StoreWriter
+
+
+def remove_images(index_dir: str | os.PathLike, paths: Iterable[str]) -> list[str]:
+    """Remove the given images, their objects and vectors, in one commit; return the gallery paths removed.
+
+    A path may be relative to the gallery root, relative to the current folder, or absolute, and may
+    name a folder (everything indexed under it is removed). A path that matches nothing is an error
+    and nothing is removed.
+    """
+    index_dir = Path(index_dir).absolute()
+    with IndexLock(index_dir):
+        writer = StoreWriter.open(active_store(index_dir))
+        try:
+            root = Path(writer.manifest.gallery_root)
+            known = list(writer.images())
+            targets: set[str] = set()
+            for given in paths:
+                matched = _matches(given, root, known)
+                if not matched:
+                    raise StoreError(f"{given} is not in index {index_dir} (gallery {root}); nothing was removed")
+                targets.update(matched)
+            writer.remove(sorted(targets))
+            writer.close()
+        except BaseException:
+            writer.abandon()
+            raise
+    return sorted(targets)
+
+
+def _matches(given: str, root: Path, known: list[str]) -> list[str]:
+    """Known gallery paths that ``given`` names (as gallery-relative, or as a real path inside the gallery)."""
+    candidates = [PurePosixPath(given).as_posix()]
+    relative_to_root = os.path.relpath(Path(given).absolute(), root)
+    if not relative_to_root.startswith(".."):
+        candidates.insert(0, PurePosixPath(Path(relative_to_root)).as_posix())
+    for candidate in candidates:
+        if candidate in ("", "."):
+            continue
+        found = [path for path in known if path == candidate or path.startswith(candidate.rstrip("/") + "/")]
+        if found:
+            return found
+    return []

@@ -1,0 +1,222 @@
+"""torchvision Faster R-CNN (ResNet50-FPN) as a detector and as the ``roi`` embedder.
+
+One forward of the backbone serves both jobs: detection runs
+``transform → backbone → rpn → roi_heads``, and the final boxes are pooled again
+through the ROI pooler and box head on the same backbone features to give each
+detection its 1024-d vector. A given box (annotation, query) is embedded the
+same way: backbone on the whole image, box mapped into the resized frame.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision.models.detection import FasterRCNN, FasterRCNN_ResNet50_FPN_Weights
+from torchvision.models.detection._utils import overwrite_eps
+from torchvision.ops import clip_boxes_to_image
+
+from ...boxes import to_original_frame, to_resized_frame
+from ...errors import SettingsError
+from ...objects import ImageObjects
+from .architectures import COCO_CLASSES, DEFAULT_DETECTOR, DETECTOR_NAMES, build_architecture
+from .architectures import COCO_WEIGHTS as ARCHITECTURE_WEIGHTS
+from .checkpoint import model_from_checkpoint, read_checkpoint
+from ..accel.fused import fuse_convolutions
+from .postprocess import top_detections
+from ..accel.roi_align import ChannelsLastRoIAlign
+from ..accel.speed import Cast, fold_batchnorms, resolve_precision, to_inference_layout
+from ..weights import file_sha256, load_weights, seeded_init
+
+COCO_WEIGHTS = FasterRCNN_ResNet50_FPN_Weights.COCO_V1
+COCO_CATEGORIES: list[str] = list(COCO_WEIGHTS.meta["categories"])
+ROI_DIMENSION = 1024
+MIN_RESIZED_SIDE = 32  # one cell of the coarsest backbone stride
+GPU_IMAGES_PER_FORWARD = 16  # H100, 800x1066 inputs: 137 img/s at 8, 149 at 16, 160 at 32
+
+
+def build_faster_rcnn(min_size: int = 800, max_size: int = 1333) -> FasterRCNN:
+    """The fasterrcnn_resnet50_fpn architecture (91 COCO classes), as torchvision builds it for trained weights.
+
+    FrozenBatchNorm2d everywhere, so torchvision's COCO state_dict and any
+    ``torch.save(model.state_dict())`` of such a model load strictly.
+    """
+    return build_architecture(DEFAULT_DETECTOR, COCO_CLASSES, min_size, max_size)
+
+
+class FasterRCNNModel:
+    """A loaded Faster R-CNN in eval mode, on one device.
+
+    Images are ``(H, W, 3)`` uint8 RGB arrays; boxes in and out are ``(N, 4)``
+    ``x1, y1, x2, y2`` in original image pixels.
+    """
+
+    dimension = ROI_DIMENSION
+
+    def __init__(
+        self,
+        weights: str,
+        device: torch.device,
+        min_size: int = 800,
+        max_size: int = 1333,
+        score_threshold: float = 0.5,
+        max_objects: int = 20,
+        classes: Sequence[str] = (),
+        precision: str = "auto",
+        detector: str = DEFAULT_DETECTOR,
+    ) -> None:
+        """``detector``: an architecture name (``architectures.DETECTOR_NAMES``; COCO classes, ``weights`` as
+        for ``--detector-weights``) or a checkpoint file of ``retrieval train-detector`` (its own classes and
+        weights; ``weights`` must then be ``default``)."""
+        if detector in DETECTOR_NAMES:
+            with seeded_init():
+                model = build_architecture(detector, COCO_CLASSES, min_size, max_size)
+            self.identity = load_weights(model, weights, ARCHITECTURE_WEIGHTS[detector], "detector")
+            if self.identity["source"] == "default" and detector == DEFAULT_DETECTOR:
+                overwrite_eps(model, 0.0)  # what torchvision does for COCO_V1
+            self.categories = COCO_CATEGORIES
+        else:
+            if weights != "default":
+                raise SettingsError(
+                    f"detector checkpoint {detector} carries its own weights: leave out --detector-weights ({weights})"
+                )
+            payload = read_checkpoint(detector)
+            model = model_from_checkpoint(payload, detector, min_size, max_size)
+            path = Path(detector).absolute()
+            self.identity = {
+                "source": "checkpoint",
+                "path": str(path),
+                "sha256": file_sha256(path),
+                "detector": payload["detector"],
+                "classes": list(payload["classes"]),
+            }
+            self.categories = ["__background__", *payload["classes"]]
+        unknown = [name for name in classes if name not in self.categories[1:]]
+        if unknown:
+            known = ", ".join(c for c in self.categories[1:] if c != "N/A")
+            raise SettingsError(
+                f"unknown class {', '.join(map(repr, unknown))} in --classes; the detector's classes are: {known}"
+            )
+        self.architecture = detector if detector in DETECTOR_NAMES else payload["detector"]
+        self.dtype = resolve_precision(precision, device)
+        self.model = _fast_inference(model.eval(), self.dtype, device, fuse=self.architecture == DEFAULT_DETECTOR)
+        self.device = device
+        self.images_per_forward = 1 if device.type == "cpu" else GPU_IMAGES_PER_FORWARD
+        self.max_objects = max_objects
+        self.class_ids = (
+            torch.tensor(sorted(self.categories.index(name) for name in classes), device=device) if classes else None
+        )
+        self.model.roi_heads.score_thresh = score_threshold
+
+    def detect(self, images: Sequence[np.ndarray], with_vectors: bool) -> list[ImageObjects]:
+        """Detect objects in each image; with ``with_vectors`` also embed each final box (``roi``).
+
+        The vector of a detection is exactly what ``embed`` gives for its (returned) box.
+        """
+        return [found for part in self._parts(len(images)) for found in self._detect(images[part], with_vectors)]
+
+    def embed(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Embed given boxes: ``boxes[i]`` is ``(N_i, 4)`` in image i's original pixels → ``(N_i, 1024)`` unit rows."""
+        return [vectors for part in self._parts(len(images)) for vectors in self._embed(images[part], boxes[part])]
+
+    def _parts(self, count: int) -> list[slice]:
+        """Slices of the images for one forward each: one image on the CPU (padding images to a common size
+        costs more than batching saves there), several on a GPU."""
+        return [slice(start, start + self.images_per_forward) for start in range(0, count, self.images_per_forward)]
+
+    @torch.inference_mode()
+    def _detect(self, images: Sequence[np.ndarray], with_vectors: bool) -> list[ImageObjects]:
+        batch, features, frames = self._backbone(images)
+        proposals, _ = self.model.rpn(batch, features)
+        heads = self.model.roi_heads
+        box_features = heads.box_head(heads.box_roi_pool(features, proposals, batch.image_sizes))
+        class_logits, box_regression = heads.box_predictor(box_features)
+        detections = top_detections(
+            heads, class_logits, box_regression, proposals, batch.image_sizes, self.max_objects, self.class_ids
+        )
+        found, resized_boxes = [], []
+        for image, frame, resized_hw, (b, s, lab) in zip(images, frames, batch.image_sizes, detections):
+            original = clip_boxes_to_image(to_original_frame(b, resized_hw, frame), image.shape[:2])
+            inside = (original[:, 2] > original[:, 0]) & (original[:, 3] > original[:, 1])
+            original, s, lab = original[inside], s[inside], lab[inside]
+            resized_boxes.append(to_resized_frame(original, frame, resized_hw))
+            found.append(
+                ImageObjects(
+                    boxes=original.float().cpu().numpy().reshape(-1, 4),
+                    labels=[self.categories[int(i)] for i in lab],
+                    scores=s.float().cpu().numpy(),
+                )
+            )
+        if not with_vectors:
+            return found
+        vectors = self._pool(features, resized_boxes, batch.image_sizes)
+        return [objects.with_vectors(v) for objects, v in zip(found, vectors)]
+
+    @torch.inference_mode()
+    def _embed(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray]) -> list[np.ndarray]:
+        batch, features, frames = self._backbone(images)
+        resized = [
+            to_resized_frame(torch.as_tensor(b, dtype=torch.float32, device=self.device).reshape(-1, 4), frame, hw)
+            for b, frame, hw in zip(boxes, frames, batch.image_sizes)
+        ]
+        return self._pool(features, resized, batch.image_sizes)
+
+    def _backbone(self, images: Sequence[np.ndarray]):
+        """Resize and normalise (GeneralizedRCNNTransform), then run the FPN backbone once.
+
+        Returns the batch, the FPN features and each image's frame ``(H, W)`` as the transform saw it:
+        the image itself, or the image padded at the bottom or right when it is so thin that resizing
+        would leave it less than one feature-map cell wide. Padding does not move original pixel
+        coordinates.
+        """
+        tensors, frames = [], []
+        for image in images:
+            image = self._pad_thin(image)
+            frames.append(image.shape[:2])
+            tensors.append(torch.from_numpy(image).to(self.device).permute(2, 0, 1).float().div_(255.0))
+        batch, _ = self.model.transform(tensors)
+        pixels = batch.tensors.to(self.dtype).contiguous(memory_format=torch.channels_last)
+        return batch, self.model.backbone(pixels), frames
+
+    def _pad_thin(self, image: np.ndarray) -> np.ndarray:
+        """Pad the short side so that after the transform's resize it is at least ``MIN_RESIZED_SIDE`` pixels."""
+        height, width = image.shape[:2]
+        transform = self.model.transform
+        min_size, max_size = float(transform.min_size[-1]), float(transform.max_size)
+        scale = min(min_size / min(height, width), max_size / max(height, width))
+        needed = math.ceil(MIN_RESIZED_SIDE / scale)
+        if min(height, width) * scale >= MIN_RESIZED_SIDE:
+            return image
+        return np.pad(image, ((0, max(0, needed - height)), (0, max(0, needed - width)), (0, 0)))
+
+    def _pool(self, features, boxes: list[torch.Tensor], image_sizes) -> list[np.ndarray]:
+        """ROI-pool resized-frame boxes through the box head: ``(N_i, 1024)`` L2-normalised rows per image."""
+        counts = [len(b) for b in boxes]
+        if sum(counts) == 0:
+            return [np.zeros((0, self.dimension), dtype=np.float32) for _ in boxes]
+        heads = self.model.roi_heads
+        pooled = heads.box_head(heads.box_roi_pool(features, boxes, image_sizes))
+        vectors = F.normalize(pooled.float(), dim=1).cpu().numpy()
+        return list(np.split(vectors, np.cumsum(counts)[:-1]))
+
+
+def _fast_inference(model: FasterRCNN, dtype: torch.dtype, device: torch.device, fuse: bool) -> FasterRCNN:
+    """The same detector, arranged to run fast: batch norms folded into the backbone's convolutions
+    (speed.py); on the CPU, each convolution fused with the ReLU and residual add after it (fused.py);
+    backbone, RPN head and box head in ``dtype`` with channels-last memory; ROI pooling on those
+    channels-last features (roi_align.py); box decoding, scores and NMS in fp32."""
+    fold_batchnorms(model.backbone.body)
+    if fuse and device.type == "cpu":  # the ResNet50-FPN layout fused.py knows
+        fuse_convolutions(model.backbone.body)
+        fuse_convolutions(model.rpn.head)
+    model.backbone = to_inference_layout(model.backbone, dtype)
+    model.rpn.head = to_inference_layout(model.rpn.head, dtype)
+    if dtype != torch.float32:
+        model.rpn.head = Cast(model.rpn.head, dtype)
+        model.roi_heads.box_head = Cast(model.roi_heads.box_head, dtype)
+    model.roi_heads.box_roi_pool = ChannelsLastRoIAlign(model.roi_heads.box_roi_pool)
+    return model.to(device)

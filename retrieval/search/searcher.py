@@ -1,0 +1,217 @@
+"""Search: a query image and box → the most similar gallery objects or images.
+
+``Searcher`` loads an index snapshot and the models its manifest names once,
+then answers any number of queries. Score = cosine similarity = inner product
+of unit vectors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from ..boxes import validate_box, whole_image_box
+from ..errors import SettingsError, StoreError
+from ..sources.images import LoadedImage, load_image
+from ..models import Embedder, build_embedder, resolve_device
+from ..index.snapshot import IndexSnapshot, committed_version
+
+GROUPS = ("image", "object")
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """One ranked gallery object (or image, represented by its best object).
+
+    Attributes:
+        rank: 1 for the best.
+        score: cosine similarity with the query, in [-1, 1].
+        image: absolute path of the gallery image.
+        box: ``[x1, y1, x2, y2]`` in that image's original pixels.
+        label: class name, or ``None``.
+        detection_score: the detector's score, or ``None`` for given boxes.
+        object_id: the object's id (its FAISS id).
+    """
+
+    rank: int
+    score: float
+    image: str
+    box: list[float]
+    label: str | None
+    detection_score: float | None
+    object_id: int
+
+    def to_dict(self) -> dict:
+        return {
+            "rank": self.rank,
+            "score": self.score,
+            "image": self.image,
+            "box": self.box,
+            "label": self.label,
+            "detection_score": self.detection_score,
+            "object_id": self.object_id,
+        }
+
+
+class Searcher:
+    """Answers queries against one index with the models that built it.
+
+    ``refresh`` moves it to the index's latest committed state (a server calls it while the index is
+    being updated); each query reads one state from start to end, whatever refresh does meanwhile.
+    """
+
+    def __init__(
+        self,
+        index_dir: str | os.PathLike,
+        device: str = "auto",
+        embedder: Embedder | None = None,
+        precision: str = "auto",
+    ) -> None:
+        """Load ``index_dir`` and the models its manifest names, on ``device`` in ``precision``.
+
+        The precision need not be the one the index was built with: bf16 and fp32 vectors of a box agree
+        to a cosine above 0.99. ``embedder`` lets a caller share loaded models (it must be the index's).
+        """
+        self.index_dir = index_dir
+        self.device = device
+        self.precision = precision
+        snapshot = IndexSnapshot.load(index_dir)
+        self._state = (snapshot, self._embedder_for(snapshot, embedder))
+
+    @property
+    def state(self) -> tuple[IndexSnapshot, Embedder]:
+        """The ``(snapshot, embedder)`` held now; use both from one read to stay within one state."""
+        return self._state
+
+    @property
+    def snapshot(self) -> IndexSnapshot:
+        return self._state[0]
+
+    @property
+    def embedder(self) -> Embedder:
+        return self._state[1]
+
+    def refresh(self) -> bool:
+        """Load the index's latest committed state if it is newer than the one held; True when it was.
+
+        Models are kept unless the new state was built with others (a ``--rebuild``): then they are loaded.
+        """
+        held, embedder = self._state
+        if committed_version(self.index_dir) == held.version:
+            return False
+        snapshot = IndexSnapshot.load(self.index_dir)
+        same_models = snapshot.manifest.embedder == held.manifest.embedder and (
+            snapshot.manifest.settings.vector_settings() == held.manifest.settings.vector_settings()
+        )
+        self._state = (snapshot, embedder if same_models else self._embedder_for(snapshot, None))
+        return True
+
+    def _embedder_for(self, snapshot: IndexSnapshot, embedder: Embedder | None) -> Embedder:
+        manifest = snapshot.manifest
+        if embedder is None:
+            settings = dataclasses.replace(manifest.settings, precision=self.precision)
+            embedder = build_embedder(settings, resolve_device(self.device))
+        expected = manifest.embedder["weights"]
+        if embedder.identity != expected or embedder.dimension != manifest.dimension:
+            raise StoreError(
+                f"index {self.index_dir} was built with {manifest.embedder['name']} weights {_describe(expected)}, "
+                f"but the model loaded now has {_describe(embedder.identity)}: "
+                "restore those weights or rebuild the index"
+            )
+        return embedder
+
+    def embed_query(self, image: LoadedImage | str | os.PathLike, box: Sequence[float] | None = None) -> np.ndarray:
+        """The ``(D,)`` unit vector of ``box`` (original pixels; ``None`` = the whole image) in ``image``."""
+        return embed_box(self.embedder, image, box)
+
+    def query(
+        self,
+        image: LoadedImage | str | os.PathLike,
+        box: Sequence[float] | None = None,
+        top_k: int = 10,
+        group: str = "image",
+    ) -> list[SearchResult]:
+        """The ``top_k`` best gallery images (``group="image"``, each by its best object) or objects."""
+        snapshot, embedder = self._state
+        return rank(snapshot, embed_box(embedder, image, box), top_k, group)
+
+    def search(self, vector: np.ndarray, top_k: int = 10, group: str = "image") -> list[SearchResult]:
+        """Rank by inner product with ``vector`` (``(D,)`` float32); see ``query``."""
+        return rank(self.snapshot, vector, top_k, group)
+
+
+def embed_box(embedder: Embedder, image: LoadedImage | str | os.PathLike, box: Sequence[float] | None) -> np.ndarray:
+    """The ``(D,)`` unit vector of ``box`` (original pixels; ``None`` = the whole image) in ``image``."""
+    if not isinstance(image, LoadedImage):
+        image = load_image(image)
+    if box is None:
+        boxes = whole_image_box(image.width, image.height)
+    else:
+        boxes = np.array([validate_box(box, image.width, image.height)], dtype=np.float32)
+    return embedder.embed([image.rgb], [boxes])[0][0]
+
+
+def rank(snap: IndexSnapshot, vector: np.ndarray, top_k: int = 10, group: str = "image") -> list[SearchResult]:
+    """The ``top_k`` best objects of ``snap`` by inner product with ``vector`` (``(D,)``), or with
+    ``group="image"`` the best images, each represented by its best object."""
+    if group not in GROUPS:
+        raise SettingsError(f"unknown grouping {group!r}: use one of {', '.join(GROUPS)}")
+    if top_k < 1:
+        raise SettingsError(f"--top-k {top_k} must be at least 1")
+    total = snap.index.ntotal
+    if total == 0:
+        return []
+    query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
+    k = min(total, top_k if group == "object" else top_k * 8)
+    while True:
+        scores, ids = snap.index.search(query, k)
+        keep = ids[0] >= 0
+        scores, ids = scores[0][keep], ids[0][keep]
+        if group == "image":
+            scores, ids = best_per_image(scores, ids, snap.object_image[snap.rows_of(ids)])
+        if len(ids) >= top_k or k == total:
+            break
+        k = min(total, k * 4)
+    return [
+        _result(snap, position, score, object_id)
+        for position, (score, object_id) in enumerate(zip(scores[:top_k], ids[:top_k]), start=1)
+    ]
+
+
+def _result(snap: IndexSnapshot, rank: int, score: float, object_id: int) -> SearchResult:
+    row = int(snap.rows_of(np.array([object_id]))[0])
+    detection_score = float(snap.scores[row])
+    return SearchResult(
+        rank=rank,
+        score=float(score),
+        image=str(snap.absolute_path(snap.object_image[row])),
+        box=[float(v) for v in snap.boxes[row]],
+        label=snap.labels[row],
+        detection_score=None if np.isnan(detection_score) else detection_score,
+        object_id=int(object_id),
+    )
+
+
+def best_per_image(scores: np.ndarray, ids: np.ndarray, image_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Keep each image's first (best) object of a ranking sorted by descending score.
+
+    Args:
+        scores, ids, image_ids: ``(K,)`` arrays, one entry per ranked object.
+    Returns:
+        ``(scores, ids)`` of the kept objects, still in ranking order.
+    """
+    _, first = np.unique(image_ids, return_index=True)
+    first.sort()
+    return scores[first], ids[first]
+
+
+def _describe(identity: dict) -> str:
+    if identity.get("source") == "file":
+        return f"file {identity['path']} (sha256 {identity['sha256'][:12]})"
+    if identity.get("source") == "default":
+        return f"torchvision {identity['name']} (sha256 {identity.get('sha256', '?')[:12]})"
+    return f"random seed {identity.get('seed')} (state {identity.get('state_sha256', '?')[:12]})"

@@ -1,0 +1,112 @@
+"""``retrieval export``: an index's embeddings in the formats earlier projects produced.
+
+- ``per-image`` (FasterRCNN_Embed_Extract): ``embeddings/<image>.npy`` per indexed image, ``(N, D)`` float32
+  with one row per object in object-id order (``<image>`` is its gallery path with ``/`` as ``__``), and
+  ``summary.xlsx`` + ``summary.csv``: image, boxes, embedding_size, embedding_file.
+- ``features`` (the feature extractor): ``fts.npy`` ``(M, D)`` float16 and ``fts.pth`` (the same matrix as
+  a torch tensor), ``img_list.json`` (each row's image path, absolute), and beside them ``boxes.json``
+  (each row's object id, image, box in original pixels, label and detection score).
+
+Vectors come from the FAISS index: exact for ``flat`` and ``hnsw``, decoded (approximate) for ``ivf``/``ivfpq``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from openpyxl import Workbook
+from tqdm import tqdm
+
+from ..atomic import atomic_write_bytes, atomic_write_text
+from ..errors import RetrievalError
+from ..index.snapshot import IndexSnapshot
+from ..index.stores.faiss_kinds import all_vectors
+
+FORMATS = ("per-image", "features")
+SUMMARY_COLUMNS = ("image", "boxes", "embedding_size", "embedding_file")
+
+
+def export_index(
+    index_dir: str | os.PathLike, out_format: str, out: str | os.PathLike, progress: bool = True
+) -> list[Path]:
+    """Write ``index_dir``'s embeddings to ``out`` in ``out_format`` (``FORMATS``); returns the files written."""
+    if out_format not in FORMATS:
+        raise RetrievalError(f"unknown export format {out_format!r}: use one of {', '.join(FORMATS)}")
+    snapshot = IndexSnapshot.load(index_dir)
+    ids, vectors = all_vectors(snapshot.index)
+    vectors = vectors[np.argsort(ids)]  # rows in object-id order, as the snapshot's rows are
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RetrievalError(f"cannot create output folder {out} ({error.strerror or error})") from None
+    if out_format == "per-image":
+        return _per_image(snapshot, vectors, out, progress)
+    return _features(snapshot, vectors, out)
+
+
+def embedding_file_name(rel_path: str) -> str:
+    """``sub/a.jpg`` → ``embeddings/sub__a.jpg.npy``: one flat folder, the extension kept so names stay unique."""
+    return "embeddings/" + rel_path.replace("/", "__") + ".npy"
+
+
+def _per_image(snapshot: IndexSnapshot, vectors: np.ndarray, out: Path, progress: bool) -> list[Path]:
+    (out / "embeddings").mkdir(exist_ok=True)
+    rows, written = [], []
+    images = sorted(snapshot.image_paths.items(), key=lambda item: item[1])
+    for image_id, rel_path in tqdm(images, unit="img", desc="exporting", disable=not progress, file=sys.stderr):
+        mine = np.flatnonzero(snapshot.object_image == image_id)
+        name = embedding_file_name(rel_path)
+        buffer = io.BytesIO()
+        np.save(buffer, vectors[mine].astype(np.float32))
+        atomic_write_bytes(out / name, buffer.getvalue())
+        written.append(out / name)
+        rows.append((rel_path, len(mine), int(vectors.shape[1]), name))
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(SUMMARY_COLUMNS)
+    writer.writerows(rows)
+    atomic_write_text(out / "summary.csv", text.getvalue())
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.title = "embeddings"
+    sheet.append(SUMMARY_COLUMNS)
+    for row in rows:
+        sheet.append(row)
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    atomic_write_bytes(out / "summary.xlsx", buffer.getvalue())
+    return written + [out / "summary.csv", out / "summary.xlsx"]
+
+
+def _features(snapshot: IndexSnapshot, vectors: np.ndarray, out: Path) -> list[Path]:
+    half = vectors.astype(np.float16)
+    buffer = io.BytesIO()
+    np.save(buffer, half)
+    atomic_write_bytes(out / "fts.npy", buffer.getvalue())
+    buffer = io.BytesIO()
+    torch.save(torch.from_numpy(half), buffer)
+    atomic_write_bytes(out / "fts.pth", buffer.getvalue())
+    paths = [str(snapshot.absolute_path(image_id)) for image_id in snapshot.object_image]
+    atomic_write_text(out / "img_list.json", json.dumps(paths, indent=1))
+    boxes = [
+        {
+            "object_id": int(object_id),
+            "image": path,
+            "box": [float(v) for v in box],
+            "label": label,
+            "detection_score": None if np.isnan(score) else float(score),
+        }
+        for object_id, path, box, label, score in zip(
+            snapshot.object_ids, paths, snapshot.boxes, snapshot.labels, snapshot.scores
+        )
+    ]
+    atomic_write_text(out / "boxes.json", json.dumps(boxes, indent=1))
+    return [out / name for name in ("fts.npy", "fts.pth", "img_list.json", "boxes.json")]
