@@ -1,0 +1,53 @@
+"""One place that checks user-given values, for the CLI, the Python API and the HTTP API alike.
+
+Each check raises ``SettingsError`` with one line that names the option (as the CLI spells it, ``--top-k``)
+and its value and says what is allowed, so the same mistake reads the same everywhere. The API functions
+call these where they receive a value; the CLI and the server only pass values through.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+from .errors import SettingsError
+
+
+def check_int(name: str, value: object, low: int | None = None, high: int | None = None) -> int:
+    """``value`` as an int within ``[low, high]`` (either bound optional); bools and non-integers are refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+        raise SettingsError(f"{name} {value!r} must be a whole number")
+    number = int(value)
+    _check_range(name, number, low, high)
+    return number
+
+
+def check_float(name: str, value: object, low: float | None = None, high: float | None = None) -> float:
+    """``value`` as a finite float within ``[low, high]`` (either bound optional); NaN and infinity are refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+        raise SettingsError(f"{name} {value!r} must be a finite number")
+    number = float(value)
+    _check_range(name, number, low, high)
+    return number
+
+
+def check_choice(name: str, value: object, choices: Iterable[str]) -> str:
+    """``value`` when it is one of ``choices``; else an error listing them."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise SettingsError(f"unknown {name} {value!r}: use one of {', '.join(choices)}")
+    return str(value)
+
+
+def _check_range(name: str, number: float, low: float | None, high: float | None) -> None:
+    if low is not None and high is not None and not low <= number <= high:
+        raise SettingsError(f"{name} {_plain(number)} must lie between {_plain(low)} and {_plain(high)}")
+    if low is not None and number < low:
+        raise SettingsError(f"{name} {_plain(number)} must be at least {_plain(low)}")
+    if high is not None and number > high:
+        raise SettingsError(f"{name} {_plain(number)} must be at most {_plain(high)}")
+
+
+def _plain(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else f"{number:g}"
+
