@@ -10,27 +10,39 @@ Python API (the CLI only wraps these)::
     for result in searcher.query("photo.jpg", box=(10, 20, 200, 240), top_k=10):
         print(result.rank, result.score, result.image, result.box)
     print(evaluate("my-index", "gt.json")["mAP"])
+
+The names are imported on first use (PEP 562), so ``import retrieval`` stays cheap: the CLI's ``--help``
+and ``info`` never import torch or FAISS.
 """
 
-from .errors import RetrievalError
-from .search.evaluate import evaluate
-from .sources.images import LoadedImage, load_image
-from .pipeline.build import IndexSummary, build_index
-from .index.info import index_info
-from .index.remove import remove_images
-from .search.searcher import Searcher, SearchResult
-from .settings import IndexSettings
+from __future__ import annotations
 
-__all__ = [
-    "IndexSettings",
-    "IndexSummary",
-    "LoadedImage",
-    "RetrievalError",
-    "SearchResult",
-    "Searcher",
-    "build_index",
-    "evaluate",
-    "index_info",
-    "load_image",
-    "remove_images",
-]
+import importlib
+
+from .errors import RetrievalError
+
+_WHERE = {
+    "IndexSettings": "retrieval.settings",
+    "IndexSummary": "retrieval.pipeline.writer",
+    "LoadedImage": "retrieval.images",
+    "SearchResult": "retrieval.search.searcher",
+    "Searcher": "retrieval.search.searcher",
+    "build_index": "retrieval.pipeline.build",
+    "evaluate": "retrieval.search.evaluate",
+    "index_info": "retrieval.index.info",
+    "load_image": "retrieval.images",
+    "remove_images": "retrieval.index.remove",
+}
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])
+
+
+__all__ = ["RetrievalError", *sorted(_WHERE)]

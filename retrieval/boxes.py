@@ -1,4 +1,4 @@
-"""Boxes: parsing, validation and mapping into the detector's resized frame.
+"""Boxes: parsing and validation (mapping into a detector's resized frame: ``models/detectors/frames.py``).
 
 Outside the model code a box is always ``(x1, y1, x2, y2)`` in original image
 pixels (after EXIF orientation), with ``0 <= x1 < x2 <= width`` and
@@ -11,8 +11,6 @@ import math
 from typing import Sequence
 
 import numpy as np
-import torch
-from torchvision.models.detection.transform import resize_boxes
 
 from .errors import BoxError
 
@@ -53,22 +51,6 @@ def validate_box(box: Sequence[float], width: int, height: int, name: str = "box
 def whole_image_box(width: int, height: int) -> np.ndarray:
     """The ``(1, 4)`` float32 box covering a whole ``width`` x ``height`` image."""
     return np.array([[0.0, 0.0, float(width), float(height)]], dtype=np.float32)
-
-
-def to_resized_frame(boxes: torch.Tensor, original_hw: tuple[int, int], resized_hw: tuple[int, int]) -> torch.Tensor:
-    """Map ``(N, 4)`` boxes from original pixels into the detector's resized frame.
-
-    Args:
-        boxes: ``(N, 4)`` float tensor, ``x1, y1, x2, y2`` in original pixels.
-        original_hw: ``(height, width)`` of the original image.
-        resized_hw: ``(height, width)`` after GeneralizedRCNNTransform's resize (before padding).
-    """
-    return resize_boxes(boxes, list(original_hw), list(resized_hw))
-
-
-def to_original_frame(boxes: torch.Tensor, resized_hw: tuple[int, int], original_hw: tuple[int, int]) -> torch.Tensor:
-    """Inverse of ``to_resized_frame``: resized-frame ``(N, 4)`` boxes → original pixels."""
-    return resize_boxes(boxes, list(resized_hw), list(original_hw))
 
 
 def _fmt(value: float) -> str:

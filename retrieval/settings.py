@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SettingsError
-from .models.detectors.architectures import DEFAULT_DETECTOR, DETECTOR_NAMES
-from .models.accel.speed import PRECISIONS
-from .index.stores.faiss_kinds import check_index_type
+from .index.stores import STORES
+from .models.names import DEFAULT_DETECTOR, DETECTOR_NAMES, DEVICES, PRECISIONS
+from .models.registry import EMBEDDERS
+from .sources import SOURCES
+from .validation import check_choice, check_float, check_int
 
-EMBEDDERS = ("roi", "resnet50")
 OBJECT_SOURCES = ("detect", "whole", "annotations")
-DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -27,8 +27,8 @@ class IndexSettings:
     """What to find in each gallery image and how to embed it.
 
     Attributes:
-        embedder: ``roi`` (the detector's 1024-d box-head features) or
-            ``resnet50`` (2048-d global-average-pooled ResNet50 of each crop).
+        embedder: a registered embedder (``models.registry.EMBEDDERS``): ``roi`` (the detector's 1024-d
+            box-head features), ``resnet50`` (2048-d global-average-pooled ResNet50 of each crop), ...
         objects: ``detect`` (Faster R-CNN boxes), ``whole`` (the full image is
             one object) or ``annotations`` (boxes from ``annotations``).
         annotations: a COCO JSON file or a YOLO labels folder, for
@@ -47,7 +47,10 @@ class IndexSettings:
             (torchvision's GeneralizedRCNNTransform).
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
         precision: ``auto`` (bf16 where the hardware is fast at it), ``fp32``, ``bf16`` or ``fp16`` (GPUs).
-        index_type: the FAISS index kind (``auto``, ``flat``, ``hnsw``, ``ivf``, ``ivfpq``) or a factory string.
+        index_type: the FAISS index kind (``auto``, ``flat``, ``hnsw``, ``ivf``, ``ivfpq``) or a factory string;
+            checked by the vector store (``check_parts``), as other stores may read it otherwise.
+        vector_store: a registered vector store (``index.stores.STORES``): ``faiss``.
+        source: a registered gallery source (``sources.SOURCES``): ``folder``, what the gallery is.
     """
 
     embedder: str = "roi"
@@ -64,41 +67,54 @@ class IndexSettings:
     device: str = "auto"
     precision: str = "auto"
     index_type: str = "auto"
+    vector_store: str = "faiss"
+    source: str = "folder"
 
     def __post_init__(self) -> None:
-        if self.embedder == "roi":
+        for name, registry in (("embedder", EMBEDDERS), ("vector_store", STORES), ("source", SOURCES)):
+            if getattr(self, name) not in registry:
+                registry.get(getattr(self, name))  # the error naming the known ones
+        if self.embedder_is_detector:
             self._unify_roi_weights()
-        if self.embedder not in EMBEDDERS:
-            raise SettingsError(f"unknown embedder {self.embedder!r}: use one of {', '.join(EMBEDDERS)}")
-        if self.objects not in OBJECT_SOURCES:
-            raise SettingsError(f"unknown object source {self.objects!r}: use one of {', '.join(OBJECT_SOURCES)}")
+        check_choice("object source", self.objects, OBJECT_SOURCES)
         if self.objects == "annotations" and not self.annotations:
             raise SettingsError(
                 "--objects annotations needs --annotations FILE (a COCO JSON file or a YOLO labels folder)"
             )
         if self.objects != "annotations" and self.annotations:
             raise SettingsError("--annotations is only used with --objects annotations")
-        if self.device not in DEVICES:
-            raise SettingsError(f"unknown device {self.device!r}: use one of {', '.join(DEVICES)}")
-        if self.precision not in PRECISIONS:
-            raise SettingsError(f"unknown precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
-        check_index_type(self.index_type)
+        check_choice("device", self.device, DEVICES)
+        check_choice("precision", self.precision, PRECISIONS)
+        if not isinstance(self.index_type, str) or not self.index_type.strip():
+            raise SettingsError(f"--index-type {self.index_type!r} must name an index kind or a factory string")
         if self.detector not in DETECTOR_NAMES and not Path(self.detector).suffix:
             raise SettingsError(
                 f"--detector {self.detector!r} is neither a detector ({', '.join(DETECTOR_NAMES)}) "
                 "nor a checkpoint file (.pt) written by 'retrieval train-detector'"
             )
-        if not 0.0 <= self.score_threshold <= 1.0:
-            raise SettingsError(f"--score-threshold {self.score_threshold} must lie between 0 and 1")
-        if self.max_objects < 1:
-            raise SettingsError(f"--max-objects {self.max_objects} must be at least 1")
-        if self.min_size < 32 or self.max_size < self.min_size:
+        check_float("--score-threshold", self.score_threshold, 0.0, 1.0)
+        check_int("--max-objects", self.max_objects, 1)
+        check_int("--min-size", self.min_size, 32)
+        check_int("--max-size", self.max_size, 32)
+        if self.max_size < self.min_size:
             raise SettingsError(
                 f"detector input size min {self.min_size}, max {self.max_size}: need 32 <= min-size <= max-size"
             )
 
+    def check_parts(self) -> None:
+        """The checks that the chosen parts make of their own options (the vector store's ``index_type``).
+
+        ``build_index`` runs them before any model is loaded; they may import the part's library.
+        """
+        STORES.get(self.vector_store).check(self)
+
+    @property
+    def embedder_is_detector(self) -> bool:
+        """True when the embedder is the detector itself (``roi``): one model, one weights value."""
+        return EMBEDDERS.get(self.embedder).is_detector
+
     def _unify_roi_weights(self) -> None:
-        """For ``roi`` the embedder is the detector: one weights value names both."""
+        """When the embedder is the detector (``roi``), one weights value names both."""
         given = {w for w in (self.weights, self.detector_weights) if w != "default"}
         if len(given) > 1:
             raise SettingsError(
@@ -123,11 +139,11 @@ class IndexSettings:
         """The settings that decide the stored boxes and vectors; two indexes agreeing on these are comparable.
 
         ``device``, ``precision`` (bf16 and fp32 vectors agree to a cosine above 0.99) and ``index_type``
-        never matter; detector settings matter only when a detector is used, and the detection filters
+        and ``vector_store`` never matter (changing them moves the stored vectors); detector settings matter only when a detector is used, and the detection filters
         (threshold, count, classes) only with ``objects="detect"``.
         """
         values = self.to_dict()
-        ignored = {"device", "precision", "index_type"}
+        ignored = {"device", "precision", "index_type", "vector_store"}
         if not self.uses_detector:
             ignored |= {"detector_weights", "detector", "min_size", "max_size"}
         if self.objects != "detect":
@@ -137,7 +153,7 @@ class IndexSettings:
     @property
     def uses_detector(self) -> bool:
         """True when a Faster R-CNN model is needed (to detect, or to embed with ``roi``)."""
-        return self.objects == "detect" or self.embedder == "roi"
+        return self.objects == "detect" or self.embedder_is_detector
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (``classes`` as a list)."""
@@ -147,14 +163,18 @@ class IndexSettings:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "IndexSettings":
-        """Inverse of ``to_dict``; unknown keys are an error naming them."""
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
+        """Inverse of ``to_dict``, for settings a manifest recorded: they were checked when written, so they
+        are taken as they are (an index built with a plugin embedder reads without that plugin loaded; missing
+        keys take their defaults). Unknown keys are an error naming them."""
+        fields = {field.name: field for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(fields))
         if unknown:
             raise SettingsError(f"unknown settings {', '.join(unknown)} (written by a newer version?)")
-        values = dict(values)
-        values["classes"] = tuple(values.get("classes") or ())
-        return cls(**values)
+        settings = object.__new__(cls)
+        for name, field in fields.items():
+            value = values[name] if name in values else field.default
+            object.__setattr__(settings, name, tuple(value or ()) if name == "classes" else value)
+        return settings
 
 
 def _absolute_weights(spec: str) -> str:

@@ -234,7 +234,7 @@ def query_rows(args: argparse.Namespace, gallery: Path, work: Path) -> list[dict
         rows.append(
             {
                 "embedder": embedder,
-                "indexed_objects": int(snapshot.index.ntotal),
+                "indexed_objects": int(len(snapshot.vectors)),
                 "queries": len(latencies),
                 "p50_ms": round(1000 * statistics.median(latencies), 1),
                 "p95_ms": round(1000 * float(np.percentile(latencies, 95)), 1),

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torchvision.models import resnet50
 from torchvision.models.detection.transform import resize_boxes
 
-from retrieval.sources.images import load_image
+from retrieval.images import load_image
 from retrieval.models import FasterRCNNModel, ResNet50Embedder
 from retrieval.models.detectors.faster_rcnn import build_faster_rcnn
 from retrieval.models.embedders.resnet50 import IMAGENET_MEAN, IMAGENET_STD, crop_and_resize

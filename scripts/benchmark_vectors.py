@@ -5,7 +5,7 @@ plus Gaussian noise of norm ``SPREAD`` (cosine to its centre about 0.7), L2-norm
 embeddings of many objects seen a few dozen times each. Queries are held-out draws from the same
 mixture. Exact top-10 by inner product (``faiss.knn``) is the truth that recall@10 is measured against.
 
-Each index is built with the project's own code (``retrieval.index.stores.faiss_kinds``): the same factory
+Each index is built with the project's own code (``retrieval.index.faiss_kinds``): the same factory
 strings, training sample and search parameters ``retrieval index --index-type KIND`` uses.
 """
 
@@ -19,7 +19,7 @@ import time
 import faiss
 import numpy as np
 
-from retrieval.index.stores.faiss_kinds import filled_index, plan_for
+from retrieval.index.faiss_kinds import filled_index, plan_for
 
 CLUSTER_SIZE = 50
 SPREAD = 1.0

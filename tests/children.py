@@ -3,8 +3,10 @@ to run it as an unprivileged user (so that file permissions bind even when the t
 
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
+import pkgutil
 import select
 import signal
 import tempfile
@@ -32,6 +34,19 @@ def unprivileged() -> bool:
     return os.geteuid() == 0
 
 
+def preload() -> None:
+    """Import what a child may need while the interpreter's files can still be read: every module of
+    retrieval (most are imported on first use), every Pillow plugin and the codecs files are opened with."""
+    import encodings.ascii  # noqa: F401
+    import encodings.utf_8  # noqa: F401
+
+    import retrieval
+
+    Image.init()
+    for module in pkgutil.walk_packages(retrieval.__path__, "retrieval."):
+        importlib.import_module(module.name)
+
+
 def start_child(function: Callable, *args, drop_privileges: bool = False, **kwargs) -> tuple[int, int]:
     """Fork and run ``function(*args, **kwargs)`` in the child; return ``(pid, fd to read its result from)``.
 
@@ -46,7 +61,7 @@ def start_child(function: Callable, *args, drop_privileges: bool = False, **kwar
         try:
             torch.set_num_threads(1)
             if drop_privileges and unprivileged():
-                Image.init()  # import every Pillow plugin now: nobody may not read the interpreter's files
+                preload()  # nobody may not read the interpreter's files
                 os.setgid(NOBODY)
                 os.setuid(NOBODY)
             outcome = ("value", function(*args, **kwargs))

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from retrieval.boxes import parse_box, to_original_frame, to_resized_frame, validate_box, whole_image_box
+from retrieval.boxes import parse_box, validate_box, whole_image_box
+from retrieval.models.detectors.frames import to_original_frame, to_resized_frame
 from retrieval.errors import BoxError
 
 

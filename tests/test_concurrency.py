@@ -18,7 +18,7 @@ from tests.conftest import copy_demo_images
 def assert_whole(snapshot: IndexSnapshot) -> None:
     """In a whole-image index every indexed image has exactly one object and every object an indexed image."""
     images = snapshot.object_image.tolist()
-    assert len(images) == len(set(images)) == len(snapshot.image_paths) == snapshot.index.ntotal
+    assert len(images) == len(set(images)) == len(snapshot.image_paths) == len(snapshot.vectors)
     assert set(images) == set(snapshot.image_paths)
 
 

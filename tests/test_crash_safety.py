@@ -30,12 +30,12 @@ def content(index) -> dict:
     """Everything an index holds, keyed by image path: sha256, boxes, labels, scores and vectors."""
     snapshot = IndexSnapshot.load(index)
     with closing(sqlite3.connect(f"file:{snapshot.store / 'metadata.sqlite'}?mode=ro", uri=True)) as db:
-        shas = dict(db.execute("SELECT path, sha256 FROM images WHERE status = 'indexed'").fetchall())
+        shas = dict(db.execute("SELECT path, sha256 FROM items WHERE status = 'indexed'").fetchall())
     found = {path: {"sha256": shas[path], "objects": []} for path in snapshot.image_paths.values()}
     for row, object_id in enumerate(snapshot.object_ids):
         path = snapshot.image_paths[int(snapshot.object_image[row])]
         found[path]["objects"].append(
-            (snapshot.boxes[row].tolist(), snapshot.labels[row], snapshot.index.reconstruct(int(object_id)))
+            (snapshot.boxes[row].tolist(), snapshot.labels[row], snapshot.vectors.reconstruct(np.array([object_id]))[0])
         )
     return found
 
@@ -55,9 +55,9 @@ def assert_loads_and_answers(index, embedder) -> int:
     """The index loads, agrees with itself, and finds each of a few stored vectors as its own best match."""
     searcher = Searcher(index, embedder=embedder)
     snapshot = searcher.snapshot
-    assert len(set(snapshot.object_image.tolist())) == len(snapshot.image_paths) == snapshot.index.ntotal
+    assert len(set(snapshot.object_image.tolist())) == len(snapshot.image_paths) == len(snapshot.vectors)
     for object_id in snapshot.object_ids[:3]:
-        (top,) = searcher.search(snapshot.index.reconstruct(int(object_id)), top_k=1, group="object")
+        (top,) = searcher.search(snapshot.vectors.reconstruct(np.array([object_id]))[0], top_k=1, group="object")
         assert top.object_id == int(object_id) and top.score > 0.999
     return len(snapshot.image_paths)
 
@@ -222,7 +222,7 @@ def test_a_failed_write_is_one_store_error_in_process(tmp_path, monkeypatch):
     """The same failure raised in this process: a StoreError naming the cause, not an OSError traceback."""
     import errno
 
-    import retrieval.index.store
+    import retrieval.index.stores.faiss
 
     gallery = tmp_path / "gallery"
     copy_demo_images(gallery, 2)
@@ -232,11 +232,11 @@ def test_a_failed_write_is_one_store_error_in_process(tmp_path, monkeypatch):
     def disk_full(path, write):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(retrieval.index.store, "atomic_write", disk_full)
+    monkeypatch.setattr(retrieval.index.stores.faiss, "atomic_write", disk_full)
     with pytest.raises(StoreError) as error:
         build_index(gallery, tmp_path / "index", progress=False)
     assert str(error.value) == (
         f"cannot write to index {IndexSnapshot.load(tmp_path / 'index').store} (No space left on device); "
         "the index keeps its last committed state (2 images). Fix that, then run the same command again to resume"
     )
-    assert IndexSnapshot.load(tmp_path / "index").index.ntotal == 2
+    assert len(IndexSnapshot.load(tmp_path / "index").vectors) == 2

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from torchvision.ops import box_iou
 
 from retrieval.cli.main import main
-from retrieval.sources.images import load_image
+from retrieval.images import load_image
 from retrieval.models import FasterRCNNModel, ResNet50Embedder
 from retrieval.models.detectors.faster_rcnn import GPU_IMAGES_PER_FORWARD
 from retrieval.models.accel.speed import resolve_precision

@@ -60,7 +60,7 @@ def test_readable_images_are_indexed_and_every_other_file_is_reported(corpus, mo
     assert set(snapshot.image_paths.values()) == set(readable)
     with closing(sqlite3.connect(snapshot.store / "metadata.sqlite")) as db:
         sizes = {
-            path: (w, h) for path, w, h in db.execute("SELECT path, width, height FROM images WHERE status = 'indexed'")
+            path: (w, h) for path, w, h in db.execute("SELECT path, width, height FROM items WHERE status = 'indexed'")
         }
     assert sizes == {name: e.size for name, e in readable.items()}
     if mode == "detect":  # 2 per image, but boxes that fall off a 3-pixel-high image are dropped
@@ -93,7 +93,7 @@ def test_a_file_deleted_during_the_run_is_skipped_and_the_rest_indexed(corpus, t
     gallery.mkdir()
     for name in ("a.jpg", "b.jpg", "c.jpg"):
         shutil.copy(folder / "gallery" / "good.jpg", gallery / name)
-    import retrieval.pipeline.reader as reader
+    import retrieval.sources.folder as reader
 
     real_stat = reader.stat_file
 

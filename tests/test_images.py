@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from retrieval.errors import ImageError
-from retrieval.sources.images import decode_image_bytes, load_image
+from retrieval.images import decode_image_bytes, load_image
 
 
 def encode(image: Image.Image, format: str, **options) -> bytes:

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-import retrieval.pipeline.reader as reader
+import retrieval.sources.folder as reader
 from retrieval import IndexSettings, build_index, index_info
 from retrieval.cli.main import main
 from retrieval.errors import StoreError
@@ -52,7 +52,7 @@ def counting(monkeypatch):
 def vectors_by_path(index) -> dict[str, np.ndarray]:
     snapshot = IndexSnapshot.load(index)
     return {
-        snapshot.image_paths[int(image)]: snapshot.index.reconstruct(int(i))
+        snapshot.image_paths[int(image)]: snapshot.vectors.reconstruct(np.array([i]))[0]
         for i, image in zip(snapshot.object_ids, snapshot.object_image)
     }
 
@@ -126,7 +126,7 @@ def test_settings_that_change_the_vectors_are_refused_unless_rebuild(gallery, tm
     summary = build_index(gallery, tmp_path / "index", other, rebuild=True, progress=False)
     assert summary.rebuilt and summary.added == 5
     snapshot = IndexSnapshot.load(tmp_path / "index")
-    assert snapshot.manifest.embedder["name"] == "roi" and snapshot.index.d == 1024
+    assert snapshot.manifest.embedder["name"] == "roi" and snapshot.vectors.dimension == 1024
     assert not store_before.exists()  # the old store is gone once the new one is active
 
 

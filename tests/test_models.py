@@ -8,7 +8,7 @@ from torchvision.models.detection.transform import resize_boxes
 from torchvision.models.feature_extraction import create_feature_extractor
 
 from retrieval.errors import SettingsError
-from retrieval.sources.images import load_image
+from retrieval.images import load_image
 from retrieval.models import FasterRCNNModel, ResNet50Embedder
 from retrieval.models.detectors.faster_rcnn import COCO_CATEGORIES, build_faster_rcnn
 from retrieval.models.embedders.resnet50 import IMAGENET_MEAN, IMAGENET_STD, crop_and_resize

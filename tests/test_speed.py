@@ -13,7 +13,7 @@ from torchvision.ops import MultiScaleRoIAlign
 
 from retrieval import IndexSettings, Searcher, build_index
 from retrieval.errors import SettingsError
-from retrieval.sources.images import load_image
+from retrieval.images import load_image
 from retrieval.models import FasterRCNNModel, ResNet50Embedder
 from retrieval.models.detectors.faster_rcnn import build_faster_rcnn
 from retrieval.models.accel.fused import FusedConv, fuse_convolutions, fusion_available

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 
 from retrieval.errors import StoreError
-from retrieval.sources.images import LoadedImage
+from retrieval.images import LoadedImage
 from retrieval.index.layout import HEAD_NAME, IndexLock, point
 from retrieval.index.manifest import Manifest
 from retrieval.objects import ImageObjects
 from retrieval.settings import IndexSettings
 from retrieval.index.snapshot import IndexSnapshot
-from retrieval.index.store import StoreWriter, vectors_path
+from retrieval.index.store import StoreWriter
+from retrieval.index.stores.faiss import vectors_path
 
 DIM = 8
 
@@ -48,15 +49,15 @@ def new_index(tmp_path) -> StoreWriter:
 def build(tmp_path, rng):
     writer = new_index(tmp_path)
     first, second = objects(rng, 3), objects(rng, 2, detected=False)
-    writer.put_image("a.jpg", image(), first)
+    writer.put_item("a.jpg", image(), first)
     writer.put_skipped("broken.jpg", "empty file (0 bytes)", 0, 7)
-    writer.put_image("sub/b.png", image(32, 32), second, source_key="k1")
+    writer.put_item("sub/b.png", image(32, 32), second, source_key="k1")
     writer.close()
     return first, second
 
 
 def stored_vectors(snapshot) -> np.ndarray:
-    return np.vstack([snapshot.index.reconstruct(int(i)) for i in snapshot.object_ids])
+    return np.vstack([snapshot.vectors.reconstruct(np.array([i]))[0] for i in snapshot.object_ids])
 
 
 def test_round_trip_keeps_vectors_boxes_labels_scores_and_paths(tmp_path):
@@ -76,15 +77,16 @@ def test_round_trip_keeps_vectors_boxes_labels_scores_and_paths(tmp_path):
 def test_inner_product_search_returns_the_same_vector_first(tmp_path):
     first, _ = build(tmp_path, np.random.default_rng(1))
     snapshot = IndexSnapshot.load(tmp_path / "index")
-    scores, ids = snapshot.index.search(first.vectors[1:2], 1)
+    scores, ids = snapshot.vectors.search(first.vectors[1:2], 1)
     assert ids[0, 0] == 1 and scores[0, 0] == pytest.approx(1.0, abs=1e-6)
 
 
-def test_images_table_records_size_mtime_hash_status_and_error(tmp_path):
+def test_items_table_records_key_path_size_mtime_hash_status_and_error(tmp_path):
     build(tmp_path, np.random.default_rng(2))
     with closing(sqlite3.connect(tmp_path / "index" / "store-1" / "metadata.sqlite")) as db:
         columns = "path, width, height, file_size, mtime_ns, sha256, source_key, status, error"
-        rows = db.execute(f"SELECT {columns} FROM images ORDER BY path").fetchall()
+        assert db.execute("SELECT COUNT(*) FROM items WHERE key != path").fetchone() == (0,)  # a folder's keys
+        rows = db.execute(f"SELECT {columns} FROM items ORDER BY key").fetchall()
     assert rows == [
         ("a.jpg", 64, 48, 123, 1500, "ab" * 32, None, "indexed", None),
         ("broken.jpg", None, None, 0, 7, None, None, "skipped", "empty file (0 bytes)"),
@@ -97,7 +99,7 @@ def test_putting_an_image_again_replaces_its_objects_and_vectors(tmp_path):
     build(tmp_path, rng)
     writer = StoreWriter.open(tmp_path / "index" / "store-1")
     replacement = objects(rng, 1)
-    writer.put_image("a.jpg", image(sha="cd"), replacement)
+    writer.put_item("a.jpg", image(sha="cd"), replacement)
     writer.put_skipped("sub/b.png", "now broken")
     writer.close()
     snapshot = IndexSnapshot.load(tmp_path / "index")
@@ -122,20 +124,20 @@ def test_commits_are_atomic_and_leave_one_vectors_file(tmp_path):
     assert [n for n in names if n.endswith(".faiss")] == ["vectors.1.faiss"]  # generation 0 at creation, 1 at close
     assert not [n for n in names if n.endswith(".tmp")]
     saved = json.loads((tmp_path / "index" / "store-1" / "manifest.json").read_text())
-    assert saved["dimension"] == DIM and saved["counts"]["objects"] == 5 and saved["format_version"] == 1
+    assert saved["dimension"] == DIM and saved["counts"]["objects"] == 5 and saved["format_version"] == 2
 
 
 def test_uncommitted_work_is_invisible_to_readers(tmp_path):
     rng = np.random.default_rng(6)
     writer = new_index(tmp_path)
-    writer.put_image("a.jpg", image(), objects(rng, 2))
-    assert IndexSnapshot.load(tmp_path / "index").index.ntotal == 0
+    writer.put_item("a.jpg", image(), objects(rng, 2))
+    assert len(IndexSnapshot.load(tmp_path / "index").vectors) == 0
     writer.commit()
-    assert IndexSnapshot.load(tmp_path / "index").index.ntotal == 2
-    writer.put_image("b.jpg", image(), objects(rng, 1))
-    assert IndexSnapshot.load(tmp_path / "index").index.ntotal == 2
+    assert len(IndexSnapshot.load(tmp_path / "index").vectors) == 2
+    writer.put_item("b.jpg", image(), objects(rng, 1))
+    assert len(IndexSnapshot.load(tmp_path / "index").vectors) == 2
     writer.abandon()
-    assert IndexSnapshot.load(tmp_path / "index").index.ntotal == 2
+    assert len(IndexSnapshot.load(tmp_path / "index").vectors) == 2
 
 
 def test_opening_removes_debris_of_a_crashed_commit(tmp_path):

@@ -20,7 +20,7 @@ from torchvision.models.detection.transform import resize_boxes
 from retrieval import Searcher
 from retrieval.cli.main import main
 from retrieval.errors import AnnotationsError, WeightsError
-from retrieval.sources.images import load_image
+from retrieval.images import load_image
 from retrieval.models import FasterRCNNModel
 from retrieval.models.detectors.architectures import DETECTOR_NAMES, build_architecture
 from retrieval.models.detectors.checkpoint import model_from_checkpoint, read_checkpoint

@@ -7,7 +7,7 @@ import pytest
 from benchmark_vectors import unit_mixture
 
 from retrieval import IndexSettings, Searcher, build_index, index_info, remove_images
-from retrieval.index.stores import faiss_kinds as vi
+from retrieval.index import faiss_kinds as vi
 from retrieval.errors import SettingsError
 from retrieval.index.snapshot import IndexSnapshot
 
@@ -69,10 +69,13 @@ def test_trained_kinds_stay_exact_until_there_is_enough_to_train_on_then_retrain
     assert other.kind == "ivfpq" and other.factory.endswith(",PQ8")
 
 
-def test_an_index_type_faiss_cannot_build_is_refused_with_the_reason():
+def test_an_index_type_faiss_cannot_build_is_refused_with_the_reason_before_anything_is_written(tmp_path):
     with pytest.raises(SettingsError, match=r"--index-type 'IVF,Nonsense' is neither one of auto, flat"):
-        IndexSettings(index_type="IVF,Nonsense")
-    assert IndexSettings(index_type="IVF8,Flat").index_type == "IVF8,Flat"
+        IndexSettings(index_type="IVF,Nonsense").check_parts()
+    with pytest.raises(SettingsError, match=r"--index-type 'IVF,Nonsense' is neither one of auto, flat"):
+        build_index(tmp_path, tmp_path / "index", IndexSettings(index_type="IVF,Nonsense"), progress=False)
+    assert not (tmp_path / "index").exists()
+    IndexSettings(index_type="IVF8,Flat").check_parts()
 
 
 def test_a_store_moves_to_its_index_type_once_it_can_train_and_stays_consistent(tmp_path, monkeypatch):
@@ -85,14 +88,14 @@ def test_a_store_moves_to_its_index_type_once_it_can_train_and_stays_consistent(
     copy_demo_images(gallery, 20, start=5)
     build_index(gallery, index, progress=False)
     vectors = index_info(index)["vectors"]
-    assert vectors == {"kind": "factory", "factory": "IVF4,Flat", "params": {}, "trained_on": 25}
-    assert isinstance(faiss.downcast_index(IndexSnapshot.load(index).index), faiss.IndexIVFFlat)
+    assert vectors == {"store": "faiss", "kind": "factory", "factory": "IVF4,Flat", "params": {}, "trained_on": 25}
+    assert isinstance(faiss.downcast_index(IndexSnapshot.load(index).vectors.index), faiss.IndexIVFFlat)
     searcher = Searcher(index)
     (best,) = searcher.query(gallery / names[3], top_k=1)
     assert best.image == str(gallery / names[3]) and best.score > 0.999
     remove_images(index, [str(gallery / names[0]), str(gallery / names[1])])
     snapshot = IndexSnapshot.load(index)  # loading checks that vector ids and object rows agree
-    assert snapshot.index.ntotal == 23 == len(snapshot.object_ids)
+    assert len(snapshot.vectors) == 23 == len(snapshot.object_ids)
 
 
 def test_changing_the_index_type_of_an_existing_index_needs_no_rebuild(tmp_path):
@@ -104,7 +107,7 @@ def test_changing_the_index_type_of_an_existing_index_needs_no_rebuild(tmp_path)
     summary = build_index(gallery, index, hnsw, progress=False)
     assert summary.unchanged == 6 and not summary.rebuilt
     after = IndexSnapshot.load(index)
-    assert after.manifest.plan.kind == "hnsw" and after.manifest.settings.index_type == "hnsw"
-    ids, stored = vi.all_vectors(after.index)
+    assert after.manifest.vectors["kind"] == "hnsw" and after.manifest.settings.index_type == "hnsw"
+    ids, stored = vi.all_vectors(after.vectors.index)
     assert np.array_equal(ids, before.object_ids)
-    assert np.allclose(stored, vi.all_vectors(before.index)[1])
+    assert np.allclose(stored, vi.all_vectors(before.vectors.index)[1])

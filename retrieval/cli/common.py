@@ -9,8 +9,7 @@ import sys
 import click
 
 from ..errors import RetrievalError
-from ..models.accel.speed import PRECISIONS
-from ..settings import DEVICES
+from ..models.names import DEVICES, PRECISIONS
 
 WEIGHTS_HELP = (
     "'default' (torchvision's, downloaded to the torch cache on first use), "
@@ -85,3 +84,18 @@ def print_skipped(skipped: list[tuple[str, str]]) -> None:
     click.echo(f"skipped {len(skipped)} files" + (":" if skipped else ""))
     for path, reason in skipped:
         click.echo(f"  {path}: {reason}")
+
+
+class RegistryOption(click.Option):
+    """An option that names an entry of a registry; its help lists the entries there when help is shown
+    (so parts registered at run time appear too)."""
+
+    def __init__(self, *args, registry, lead: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.registry = registry
+        self.lead = lead
+
+    def get_help_record(self, ctx: click.Context):
+        entries = "; ".join(f"{name}: {self.registry.summary(name)}" for name in self.registry.names())
+        self.help = f"{self.lead} {entries}."
+        return super().get_help_record(ctx)

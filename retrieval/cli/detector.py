@@ -17,8 +17,8 @@ from .common import (
     print_skipped,
     user_errors,
 )
-from ..sources.images import DEFAULT_MAX_PIXELS
-from ..models.detectors.architectures import DETECTOR_NAMES
+from ..images import DEFAULT_MAX_PIXELS
+from ..models.names import DETECTOR_NAMES
 
 
 @click.command()

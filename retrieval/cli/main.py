@@ -15,6 +15,7 @@ from click.core import ParameterSource
 
 from ..boxes import parse_box
 from .common import (
+    RegistryOption,
     WEIGHTS_HELP,
     configure_logging,
     detection_options,
@@ -28,12 +29,13 @@ from .common import (
 from .detector import detect, evaluate_detector_command, train_detector_command
 from .serve import export, serve
 from ..search.evaluate import evaluate as evaluate_index
-from ..sources.images import DEFAULT_MAX_PIXELS, load_image
+from ..images import DEFAULT_MAX_PIXELS, load_image
 from ..pipeline.build import COMMIT_SECONDS, build_index, existing_settings
 from ..index.info import index_info
 from ..index.remove import remove_images
 from ..search.searcher import GROUPS, Searcher
-from ..settings import EMBEDDERS, OBJECT_SOURCES, IndexSettings
+from ..models.registry import EMBEDDERS
+from ..settings import OBJECT_SOURCES, IndexSettings
 from ..tools.visualize import results_picture, save_picture
 
 
@@ -62,11 +64,11 @@ def main() -> None:
 @index_option
 @click.option(
     "--embedder",
-    type=click.Choice(EMBEDDERS),
+    cls=RegistryOption,
+    registry=EMBEDDERS,
+    lead="The embedder, by name:",
     default="roi",
     show_default=True,
-    help="roi: the detector's 1024-d box-head features (same forward pass); "
-    "resnet50: 2048-d ResNet50 GAP vector of each crop.",
 )
 @click.option(
     "--objects",

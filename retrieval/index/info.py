@@ -1,31 +1,47 @@
-"""``retrieval info``: what an index holds and what made it."""
+"""``retrieval info``: what an index holds and what made it, read from its manifest and metadata alone."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .snapshot import IndexSnapshot
+from .layout import active_store
+from .manifest import Manifest
+from .metadata import read_overview
+
+if TYPE_CHECKING:
+    from .snapshot import IndexSnapshot
 
 
 def index_info(index_dir: str | os.PathLike) -> dict:
     """``{"images", "objects", "skipped": [{"path", "reason"}], "embedder", "dimension", "vectors", "manifest"}``.
 
-    ``vectors`` is the FAISS index: ``{"kind", "factory", "params", "trained_on"}`` (vector_index.IndexPlan).
-
-    Counts come from the committed metadata, not from the manifest's copy.
+    ``vectors`` is the vector store's description (for FAISS ``{"store", "kind", "factory", "params",
+    "trained_on"}``). Counts come from the committed metadata, not from the manifest's copy; no model, vector
+    library or vector file is loaded, so this is quick on any index.
     """
-    return snapshot_info(IndexSnapshot.load(index_dir))
+    directory = Path(index_dir)
+    store = active_store(directory)
+    manifest = Manifest.load(store)
+    counts, skipped = read_overview(store)
+    return _info(directory, manifest, counts["images"], counts["objects"], skipped)
 
 
-def snapshot_info(snapshot: IndexSnapshot) -> dict:
+def snapshot_info(snapshot: "IndexSnapshot") -> dict:
     """``index_info`` of a loaded snapshot."""
-    manifest = snapshot.manifest
+    return _info(
+        snapshot.directory, snapshot.manifest, len(snapshot.image_paths), len(snapshot.object_ids), snapshot.skipped
+    )
+
+
+def _info(directory: Path, manifest: Manifest, images: int, objects: int, skipped: list[tuple[str, str]]) -> dict:
     return {
-        "index": str(snapshot.directory),
+        "index": str(directory),
         "gallery_root": manifest.gallery_root,
-        "images": len(snapshot.image_paths),
-        "objects": int(snapshot.index.ntotal),
-        "skipped": [{"path": path, "reason": reason} for path, reason in snapshot.skipped],
+        "images": images,
+        "objects": objects,
+        "skipped": [{"path": path, "reason": reason} for path, reason in skipped],
         "embedder": manifest.embedder["name"],
         "dimension": manifest.dimension,
         "vectors": manifest.vectors,

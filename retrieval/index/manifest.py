@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import json
 import time
+from importlib import metadata
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import faiss
-import torch
-import torchvision
-
 from ..atomic import atomic_write_text
 from ..errors import StoreError
 from ..settings import IndexSettings
-from .stores.faiss_kinds import FLAT, IndexPlan
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: items with keys (metadata schema 2), vector stores by name; 1 is read and migrated
+READABLE_VERSIONS = (1, 2)
+FLAT_FAISS = {"store": "faiss", "kind": "flat", "factory": "Flat", "params": {}, "trained_on": 0}
 MANIFEST_NAME = "manifest.json"
 
 
@@ -37,7 +35,8 @@ class Manifest:
             holds its path, sha256, architecture and classes), or ``None``
             when no detector was used (``resnet50`` with whole images or annotations).
         gallery_root: the gallery folder, absolute.
-        vectors: the FAISS index kind, factory string and search parameters (``IndexPlan.to_dict``).
+        vectors: the vector store's description: ``{"store": name, ...}`` (for ``faiss`` the index kind, factory
+            string, search parameters and training count).
         counts: ``{"images": indexed images, "objects": vectors, "skipped": skipped files}``.
         versions: library versions that built the index (informative).
     """
@@ -46,7 +45,7 @@ class Manifest:
     embedder: dict
     detector: dict | None
     gallery_root: str
-    vectors: dict = field(default_factory=lambda: FLAT.to_dict())
+    vectors: dict = field(default_factory=lambda: dict(FLAT_FAISS))
     counts: dict = field(default_factory=lambda: {"images": 0, "objects": 0, "skipped": 0})
     versions: dict = field(default_factory=lambda: library_versions())
     created_at: str = field(default_factory=lambda: _now())
@@ -56,10 +55,6 @@ class Manifest:
     @property
     def dimension(self) -> int:
         return int(self.embedder["dimension"])
-
-    @property
-    def plan(self) -> IndexPlan:
-        return IndexPlan.from_dict(self.vectors)
 
     def with_counts(self, images: int, objects: int, skipped: int) -> "Manifest":
         return replace(self, counts={"images": images, "objects": objects, "skipped": skipped}, updated_at=_now())
@@ -90,28 +85,37 @@ class Manifest:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             version = data["format_version"]
-            if version != FORMAT_VERSION:
+            if version not in READABLE_VERSIONS:
                 raise StoreError(
-                    f"{path} has format version {version}; this version of retrieval reads {FORMAT_VERSION}: "
-                    "rebuild the index"
+                    f"{path} has format version {version}; this version of retrieval reads "
+                    f"{', '.join(map(str, READABLE_VERSIONS))}: rebuild the index with this version "
+                    "('retrieval index GALLERY --index DIR --rebuild') or use a newer retrieval"
                 )
             return cls(
                 settings=IndexSettings.from_dict(data["settings"]),
                 embedder=data["embedder"],
                 detector=data["detector"],
                 gallery_root=data["gallery_root"],
-                vectors=data.get("vectors", FLAT.to_dict()),  # indexes from before index types were flat
+                vectors={"store": "faiss", **data.get("vectors", FLAT_FAISS)},  # format 1: FAISS, flat before kinds
                 counts=data["counts"],
                 versions=data.get("versions", {}),
                 created_at=data.get("created_at", ""),
                 updated_at=data.get("updated_at", ""),
+                format_version=version,
             )
         except (json.JSONDecodeError, KeyError, TypeError) as error:
             raise StoreError(f"{path} is damaged ({type(error).__name__}: {error}); rebuild the index") from None
 
 
 def library_versions() -> dict[str, str]:
-    return {"torch": torch.__version__, "torchvision": torchvision.__version__, "faiss": faiss.__version__}
+    """The installed versions of the libraries behind the vectors (read from package metadata, not imported)."""
+    versions = {}
+    for name, package in (("torch", "torch"), ("torchvision", "torchvision"), ("faiss", "faiss-cpu")):
+        try:
+            versions[name] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
 
 
 def _now() -> str:

@@ -23,7 +23,7 @@ def remove_images(index_dir: str | os.PathLike, paths: Iterable[str]) -> list[st
         writer = StoreWriter.open(active_store(index_dir))
         try:
             root = Path(writer.manifest.gallery_root)
-            known = list(writer.images())
+            known = list(writer.items())
             targets: set[str] = set()
             for given in paths:
                 matched = _matches(given, root, known)

@@ -1,7 +1,7 @@
 """A consistent, read-only view of an index, loaded into memory.
 
-Everything a query needs (the FAISS index, every object's box, label, score and
-image) is read from the active store inside one SQLite read transaction, at
+Everything a query needs (the vector store, every object's box, label, score and
+item) is read from the active store inside one SQLite read transaction, at
 one generation, so a snapshot never mixes two states of an index being written.
 """
 
@@ -11,13 +11,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import faiss
 import numpy as np
 
 from ..errors import StoreError
 from .layout import active_store, read_pointer
 from .manifest import Manifest
-from .store import VectorsMissing, read_generation, read_store
+from .metadata import read_generation
+from .store import read_store
+from .stores import VectorStore, VectorsMissing
 
 LOAD_ATTEMPTS = 5
 
@@ -31,27 +32,29 @@ class IndexSnapshot:
         store: the store folder inside it that was read.
         generation: the commit that was read.
         manifest: its manifest.
-        index: the FAISS index (ids are object ids).
+        vectors: the vector store (ids are object ids).
         object_ids: ``(M,)`` int64, sorted.
-        object_image: ``(M,)`` int64 image row id of each object.
+        object_image: ``(M,)`` int64 item row id of each object.
         boxes: ``(M, 4)`` float32, original pixels.
         labels: ``M`` labels (``None`` where there is none).
         scores: ``(M,)`` float32 detection scores (NaN where not detected).
-        image_paths: image row id → path relative to the gallery root (indexed images only).
-        skipped: ``(path, reason)`` for every skipped file.
+        image_paths: item row id → the path of its file, relative to the gallery root (indexed items only).
+        item_keys: item row id → the item's key (indexed items only; a folder's: the same path).
+        skipped: ``(key, reason)`` for every skipped item.
     """
 
     directory: Path
     store: Path
     generation: int
     manifest: Manifest
-    index: faiss.Index
+    vectors: VectorStore
     object_ids: np.ndarray
     object_image: np.ndarray
     boxes: np.ndarray
     labels: list
     scores: np.ndarray
     image_paths: dict[int, str]
+    item_keys: dict[int, str]
     skipped: list[tuple[str, str]]
 
     @classmethod
@@ -74,20 +77,21 @@ class IndexSnapshot:
 
     @classmethod
     def _load_store(cls, directory: Path, store: Path) -> "IndexSnapshot":
-        manifest, generation, index, rows, images = read_store(store)
+        manifest, generation, vectors, rows, items = read_store(store)
         return cls(
             directory=directory,
             store=store,
             generation=generation,
             manifest=manifest,
-            index=index,
+            vectors=vectors,
             object_ids=np.array([r[0] for r in rows], dtype=np.int64),
             object_image=np.array([r[1] for r in rows], dtype=np.int64),
             boxes=np.array([r[2:6] for r in rows], dtype=np.float32).reshape(-1, 4),
             labels=[r[6] for r in rows],
             scores=np.array([np.nan if r[7] is None else r[7] for r in rows], dtype=np.float32),
-            image_paths={i: path for i, path, status, _ in images if status == "indexed"},
-            skipped=[(path, error) for _, path, status, error in images if status == "skipped"],
+            image_paths={i: path for i, _, path, status, _ in items if status == "indexed"},
+            item_keys={i: key for i, key, _, status, _ in items if status == "indexed"},
+            skipped=[(key, error) for _, key, _, status, error in items if status == "skipped"],
         )
 
     @property

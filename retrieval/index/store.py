@@ -2,16 +2,14 @@
 
 A store folder (``DIR/store-<n>``, see layout.py) holds::
 
-    manifest.json        what made the vectors (manifest.py); settings never change within a store
-    metadata.sqlite      images (path, size, mtime, sha256, status, error) and objects (box, label, score)
-    vectors.<gen>.faiss  the FAISS index (vector_index.py); FAISS id = object id
+    manifest.json        what made the vectors (manifest.py); vector settings never change within a store
+    metadata.sqlite      items and objects (metadata.py)
+    vectors.<gen>.*      the vector store's files of generation <gen> (stores/; FAISS: vectors.<gen>.faiss)
 
-Commit protocol, so that a reader or a crash at any moment sees one whole
-committed state: the new ``vectors.<gen+1>.faiss`` is written atomically first;
-then one SQLite transaction applies every row change and sets
-``generation = gen+1``; then the manifest's counts are refreshed and the old
-vectors file removed. SQLite's ``generation`` names the vectors file that
-matches its rows; a vectors file of another generation is debris and is
+Commit protocol, so that a reader or a crash at any moment sees one whole committed state: the vector
+store writes generation ``gen+1`` atomically first; then one SQLite transaction applies every row change
+and sets ``generation = gen+1``; then the manifest is refreshed and the old generation's files removed.
+SQLite's ``generation`` names the vectors that match its rows; files of another generation are debris,
 removed when a writer next opens the store.
 """
 
@@ -19,105 +17,39 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterable, Iterator
 
-import faiss
 import numpy as np
 
-from ..atomic import atomic_write
 from ..errors import StoreError
-from ..sources.images import LoadedImage
-from .manifest import Manifest
+from ..images import LoadedImage
 from ..objects import ImageObjects
 from ..settings import IndexSettings
-from .stores.faiss_kinds import all_vectors, filled_index, new_index, plan_for, remove_ids, set_search_params, vector_ids
-
-METADATA_NAME = "metadata.sqlite"
-
-SCHEMA = """
-CREATE TABLE images (
-    id INTEGER PRIMARY KEY,
-    path TEXT NOT NULL UNIQUE,          -- relative to the gallery root, '/' separators
-    width INTEGER, height INTEGER,      -- pixels after EXIF orientation
-    file_size INTEGER,                  -- bytes
-    mtime_ns INTEGER,                   -- modification time, nanoseconds since the epoch
-    sha256 TEXT,                        -- of the file's bytes
-    source_key TEXT,                    -- digest of the image's given boxes (annotations); NULL otherwise
-    status TEXT NOT NULL CHECK (status IN ('indexed', 'skipped')),
-    error TEXT                          -- why a skipped file was skipped
-);
-CREATE TABLE objects (
-    id INTEGER PRIMARY KEY,             -- the FAISS id of its vector
-    image_id INTEGER NOT NULL REFERENCES images(id),
-    x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL,  -- original pixels
-    label TEXT,
-    score REAL                          -- detection score; NULL for annotation or whole-image boxes
-);
-CREATE INDEX objects_by_image ON objects(image_id);
-CREATE TABLE state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT INTO state VALUES ('generation', 0), ('next_object_id', 0);
-"""
-
-
-@dataclass(frozen=True)
-class ImageState:
-    """What the store knows of one gallery file (``status`` is ``indexed`` or ``skipped``)."""
-
-    file_size: int | None
-    mtime_ns: int | None
-    sha256: str | None
-    source_key: str | None
-    status: str
-
-
-def vectors_path(folder: Path, generation: int) -> Path:
-    return Path(folder) / f"vectors.{generation}.faiss"
-
-
-def connect(folder: Path, read_only: bool = False) -> sqlite3.Connection:
-    """Open a store's metadata database (WAL mode, so readers never block the writer)."""
-    path = Path(folder) / METADATA_NAME
-    if read_only:
-        if not path.is_file():
-            raise StoreError(f"{folder} has no {METADATA_NAME}: the index is damaged; rebuild it")
-        return sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
-    connection = sqlite3.connect(path, isolation_level=None)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=FULL")
-    return connection
-
-
-def write_vectors(index: faiss.Index, path: Path) -> None:
-    """Write a FAISS index atomically; a failed write raises the ``OSError`` behind it."""
-
-    def write(temp: Path) -> None:
-        with open(temp, "wb") as handle:
-            faiss.write_index(index, faiss.PyCallbackIOWriter(handle.write))
-
-    atomic_write(path, write)
+from .manifest import FORMAT_VERSION, Manifest
+from .metadata import ItemState, connect, create_tables, migrate, read_committed, write_description
+from .stores import STORES, VectorStore, store_name
 
 
 class StoreWriter:
-    """Changes one store folder: images in and out, made durable by ``commit()``.
+    """Changes one store folder: items in and out, made durable by ``commit()``.
 
-    Row changes and vectors are held in an open SQLite transaction and in
-    memory until ``commit()``. Any failure to write (disk full, read-only
-    folder) raises ``StoreError``; the store then keeps its last committed state
-    and this writer must be abandoned.
+    Row changes are held in an open SQLite transaction, vector changes in the vector store, until
+    ``commit()``. Any failure to write (disk full, read-only folder) raises ``StoreError``; the store
+    then keeps its last committed state and this writer must be abandoned.
     """
 
-    def __init__(self, folder: Path, manifest: Manifest, db: sqlite3.Connection, index: faiss.Index) -> None:
+    def __init__(self, folder: Path, manifest: Manifest, db: sqlite3.Connection, vectors: VectorStore) -> None:
         self.folder = folder
         self.manifest = manifest
         self.db = db
-        self.index = index
+        self.vectors = vectors
         state = dict(db.execute("SELECT key, value FROM state").fetchall())
         self.generation = state["generation"]
         self.next_object_id = state["next_object_id"]
         self.changed = False  # anything to commit?
-        self._removed: list[np.ndarray] = []  # object ids to take out of the index at the next commit
+        self.replaced_store: str | None = None  # a store whose files go once the move to another is committed
         self.db.execute("BEGIN")
 
     @classmethod
@@ -126,103 +58,125 @@ class StoreWriter:
         with _writing(folder):
             folder.mkdir(parents=True)
             db = connect(folder)
-            db.executescript(SCHEMA)
-            plan = plan_for(manifest.settings.index_type, 0, manifest.dimension)
-            manifest = replace(manifest, vectors=plan.to_dict())
-            index = new_index(plan, manifest.dimension)
-            write_vectors(index, vectors_path(folder, 0))
+            create_tables(db)
+            vectors = STORES.get(manifest.settings.vector_store).create(manifest.settings, manifest.dimension)
+            vectors.save(folder, 0)
+            write_description(db, vectors.describe())
+            manifest = replace(manifest, vectors=vectors.describe())
             manifest.save(folder)
-            return cls(folder, manifest, db, index)
+            return cls(folder, manifest, db, vectors)
 
     @classmethod
     def open(cls, folder: Path, settings: IndexSettings | None = None) -> "StoreWriter":
         """Open an existing store at its last committed state, removing debris a crash left.
 
         ``settings`` (with the same ``vector_settings``) replace the recorded ones from the next commit:
-        another precision or index type for the vectors to come.
+        another precision, index type or vector store for the vectors (moved at the next commit).
         """
-        manifest, generation, index, _, _ = read_store(folder)
+        manifest, generation, vectors, _, _ = read_store(folder)
         with _writing(folder):
-            for path in folder.glob("vectors.*.faiss"):
-                if path != vectors_path(folder, generation):
-                    path.unlink()
+            entry = STORES.get(store_name(manifest.vectors))
+            entry.discard(folder, generation)
             for path in folder.glob(".*.tmp"):
                 path.unlink()
-            writer = cls(folder, manifest, connect(folder), index)
+            db = connect(folder)
+            migrated = migrate(db)
+            writer = cls(folder, manifest, db, vectors)
+        if migrated or manifest.format_version != FORMAT_VERSION:
+            writer.changed = True  # the next commit writes the current manifest format
         if settings is not None and replace(settings, device=manifest.settings.device) != manifest.settings:
             writer.manifest = replace(manifest, settings=settings)
             writer.changed = True
+            if settings.vector_store != manifest.settings.vector_store or settings.index_type != (
+                manifest.settings.index_type
+            ):
+                writer.vectors = _moved(vectors, settings, folder, generation, manifest.vectors)
+                if settings.vector_store != store_name(manifest.vectors):
+                    writer.replaced_store = store_name(manifest.vectors)
         return writer
 
-    def images(self) -> dict[str, ImageState]:
-        """Every file the store knows, by path relative to the gallery root (committed or not)."""
-        rows = self.db.execute("SELECT path, file_size, mtime_ns, sha256, source_key, status FROM images").fetchall()
-        return {row[0]: ImageState(*row[1:]) for row in rows}
+    def items(self) -> dict[str, ItemState]:
+        """Every item the store knows, by key (committed or not)."""
+        rows = self.db.execute("SELECT key, file_size, mtime_ns, sha256, source_key, status FROM items").fetchall()
+        return {row[0]: ItemState(*row[1:]) for row in rows}
 
-    def put_image(
-        self, rel_path: str, image: LoadedImage, objects: ImageObjects, source_key: str | None = None
+    def put_item(
+        self,
+        key: str,
+        image: LoadedImage,
+        objects: ImageObjects,
+        source_key: str | None = None,
+        *,
+        path: str | None = None,
     ) -> None:
-        """Record an indexed image and its objects, replacing whatever was stored for that path."""
+        """Record an indexed item and its objects, replacing what was stored for it.
+
+        ``path`` is the file it comes from, relative to the gallery root (default: the key, as for a folder).
+        """
         vectors = objects.vectors
         if vectors is None or vectors.shape != (len(objects), self.manifest.dimension):
-            raise ValueError(f"{rel_path}: expected ({len(objects)}, {self.manifest.dimension}) vectors")
+            raise ValueError(f"{key}: expected ({len(objects)}, {self.manifest.dimension}) vectors")
         with _writing(self.folder):
-            image_id = self._replace_image_row(
-                rel_path,
-                (image.width, image.height, image.file_size, image.mtime_ns, image.sha256, source_key, "indexed", None),
+            item_id = self._replace_item_row(
+                key,
+                (path or key, image.width, image.height, image.file_size, image.mtime_ns, image.sha256, source_key)
+                + ("indexed", None),
             )
             ids = np.arange(self.next_object_id, self.next_object_id + len(objects), dtype=np.int64)
             self.db.executemany(
-                "INSERT INTO objects (id, image_id, x1, y1, x2, y2, label, score) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO objects (id, item_id, x1, y1, x2, y2, label, score) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (int(i), image_id, *map(float, box), label, None if np.isnan(score) else float(score))
+                    (int(i), item_id, *map(float, box), label, None if np.isnan(score) else float(score))
                     for i, box, label, score in zip(ids, objects.boxes, objects.labels, objects.scores)
                 ],
             )
-            if len(objects):
-                self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
+            self.vectors.add(ids, vectors)
             self.next_object_id += len(objects)
             self.changed = True
 
     def put_skipped(
-        self, rel_path: str, reason: str, file_size: int | None = None, mtime_ns: int | None = None
+        self,
+        key: str,
+        reason: str,
+        file_size: int | None = None,
+        mtime_ns: int | None = None,
+        *,
+        path: str | None = None,
     ) -> None:
-        """Record a file (or folder) that could not be indexed and why, replacing what was stored for it."""
+        """Record an item (or a file or folder) that could not be indexed and why, replacing what was stored."""
         with _writing(self.folder):
             stored = self.db.execute(
-                "SELECT status, error, file_size, mtime_ns FROM images WHERE path = ?", (rel_path,)
+                "SELECT status, error, file_size, mtime_ns FROM items WHERE key = ?", (key,)
             ).fetchone()
             if stored == ("skipped", reason, file_size, mtime_ns):
                 return
-            self._replace_image_row(rel_path, (None, None, file_size, mtime_ns, None, None, "skipped", reason))
+            self._replace_item_row(key, (path or key, None, None, file_size, mtime_ns, None, None, "skipped", reason))
             self.changed = True
 
-    def touch(self, rel_path: str, file_size: int, mtime_ns: int) -> None:
-        """Record a new size and mtime for a file whose content (sha256) did not change."""
+    def touch(self, key: str, file_size: int, mtime_ns: int) -> None:
+        """Record a new size and mtime for an item whose content (sha256) did not change."""
         with _writing(self.folder):
-            self.db.execute(
-                "UPDATE images SET file_size = ?, mtime_ns = ? WHERE path = ?", (file_size, mtime_ns, rel_path)
-            )
+            self.db.execute("UPDATE items SET file_size = ?, mtime_ns = ? WHERE key = ?", (file_size, mtime_ns, key))
             self.changed = True
 
-    def remove(self, rel_paths: Iterable[str]) -> int:
-        """Remove these images, their objects and vectors; return how many images were removed."""
+    def remove(self, keys: Iterable[str]) -> int:
+        """Remove these items, their objects and vectors; return how many items were removed."""
         removed = 0
         with _writing(self.folder):
-            for rel_path in rel_paths:
-                row = self.db.execute("SELECT id FROM images WHERE path = ?", (rel_path,)).fetchone()
+            for key in keys:
+                row = self.db.execute("SELECT id FROM items WHERE key = ?", (key,)).fetchone()
                 if row is None:
                     continue
                 self._remove_objects(row[0])
-                self.db.execute("DELETE FROM images WHERE id = ?", (row[0],))
+                self.db.execute("DELETE FROM items WHERE id = ?", (row[0],))
                 removed += 1
                 self.changed = True
         return removed
 
     def counts(self) -> dict[str, int]:
         """``{"images", "objects", "skipped"}`` as of the open transaction."""
-        (images,) = self.db.execute("SELECT COUNT(*) FROM images WHERE status = 'indexed'").fetchone()
-        (skipped,) = self.db.execute("SELECT COUNT(*) FROM images WHERE status = 'skipped'").fetchone()
+        (images,) = self.db.execute("SELECT COUNT(*) FROM items WHERE status = 'indexed'").fetchone()
+        (skipped,) = self.db.execute("SELECT COUNT(*) FROM items WHERE status = 'skipped'").fetchone()
         (objects,) = self.db.execute("SELECT COUNT(*) FROM objects").fetchone()
         return {"images": images, "objects": objects, "skipped": skipped}
 
@@ -231,32 +185,22 @@ class StoreWriter:
         if not self.changed:
             return
         generation = self.generation + 1
-        self._settle_vectors()
         with _writing(self.folder):
-            write_vectors(self.index, vectors_path(self.folder, generation))
+            self.vectors.save(self.folder, generation)
             self.db.execute("UPDATE state SET value = ? WHERE key = 'generation'", (generation,))
             self.db.execute("UPDATE state SET value = ? WHERE key = 'next_object_id'", (self.next_object_id,))
+            write_description(self.db, self.vectors.describe())
             self.db.execute("COMMIT")
-            old = vectors_path(self.folder, self.generation)
             self.generation = generation
             self.changed = False
             self.db.execute("BEGIN")
-            self.manifest = self.manifest.with_counts(**self.counts())
+            counted = self.manifest.with_counts(**self.counts())
+            self.manifest = replace(counted, vectors=self.vectors.describe(), format_version=FORMAT_VERSION)
             self.manifest.save(self.folder)
-            old.unlink(missing_ok=True)
-
-    def _settle_vectors(self) -> None:
-        """Apply pending removals, and move the vectors to the index kind their count now calls for."""
-        if self._removed:
-            self.index = remove_ids(self.index, self.manifest.plan, np.concatenate(self._removed))
-            self._removed = []
-        current = self.manifest.plan
-        plan = plan_for(self.manifest.settings.index_type, self.index.ntotal, self.manifest.dimension, current)
-        if plan != current:
-            ids, vectors = all_vectors(self.index)
-            self.index = filled_index(plan, self.manifest.dimension, ids, vectors)
-            self.manifest = replace(self.manifest, vectors=plan.to_dict())
-        set_search_params(self.index, plan)
+            STORES.get(store_name(self.manifest.vectors)).discard(self.folder, generation)
+            if self.replaced_store is not None:
+                STORES.get(self.replaced_store).discard(self.folder, -1)  # every generation of the old store
+                self.replaced_store = None
 
     def close(self) -> None:
         """Commit what is pending and close the database."""
@@ -271,28 +215,40 @@ class StoreWriter:
         with contextlib.suppress(sqlite3.Error):
             self.db.close()
 
-    def _replace_image_row(self, rel_path: str, values: tuple) -> int:
-        row = self.db.execute("SELECT id FROM images WHERE path = ?", (rel_path,)).fetchone()
+    def _replace_item_row(self, key: str, values: tuple) -> int:
+        """Insert or overwrite the row of ``key`` with ``values`` (path, width, ..., status, error)."""
+        row = self.db.execute("SELECT id FROM items WHERE key = ?", (key,)).fetchone()
         if row is None:
             cursor = self.db.execute(
-                "INSERT INTO images (path, width, height, file_size, mtime_ns, sha256, source_key, status, error) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (rel_path, *values),
+                "INSERT INTO items (key, path, width, height, file_size, mtime_ns, sha256, source_key, status, error) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, *values),
             )
             return int(cursor.lastrowid)
         self._remove_objects(row[0])
         self.db.execute(
-            "UPDATE images SET width = ?, height = ?, file_size = ?, mtime_ns = ?, sha256 = ?, source_key = ?, "
-            "status = ?, error = ? WHERE id = ?",
+            "UPDATE items SET path = ?, width = ?, height = ?, file_size = ?, mtime_ns = ?, sha256 = ?, "
+            "source_key = ?, status = ?, error = ? WHERE id = ?",
             (*values, row[0]),
         )
         return int(row[0])
 
-    def _remove_objects(self, image_id: int) -> None:
-        ids = [r[0] for r in self.db.execute("SELECT id FROM objects WHERE image_id = ?", (image_id,)).fetchall()]
+    def _remove_objects(self, item_id: int) -> None:
+        ids = [r[0] for r in self.db.execute("SELECT id FROM objects WHERE item_id = ?", (item_id,)).fetchall()]
         if ids:
-            self._removed.append(np.array(ids, dtype=np.int64))
-            self.db.execute("DELETE FROM objects WHERE image_id = ?", (image_id,))
+            self.vectors.remove(np.array(ids, dtype=np.int64))
+            self.db.execute("DELETE FROM objects WHERE item_id = ?", (item_id,))
+
+
+def _moved(vectors: VectorStore, settings: IndexSettings, folder: Path, generation: int, recorded: dict) -> VectorStore:
+    """The vectors under ``settings``' store (the same one reloaded with its new options, or a new one)."""
+    entry = STORES.get(settings.vector_store)
+    if settings.vector_store == store_name(recorded):
+        return entry.load(folder, generation, recorded, settings)
+    moved = entry.create(settings, vectors.dimension)
+    ids = vectors.ids()
+    moved.add(ids, vectors.reconstruct(ids))
+    return moved
 
 
 @contextlib.contextmanager
@@ -306,22 +262,21 @@ def _writing(folder: Path) -> Iterator[None]:
         raise StoreError(f"cannot write to index {folder} (SQLite: {error})") from None
 
 
-def read_store(store: Path) -> tuple[Manifest, int, faiss.Index, list[tuple], list[tuple]]:
+def read_store(store: Path) -> tuple[Manifest, int, VectorStore, list[tuple], list[tuple]]:
     """Read one store folder's last committed state, in one read transaction, and check that it agrees.
 
-    Returns ``(manifest, generation, FAISS index, object rows, image rows)``: object rows are
-    ``(id, image_id, x1, y1, x2, y2, label, score)`` sorted by id, image rows ``(id, path, status, error)``
-    sorted by path.
+    Returns ``(manifest, generation, vector store, object rows, item rows)``: object rows are
+    ``(id, item_id, x1, y1, x2, y2, label, score)`` sorted by id, item rows ``(id, key, path, status, error)``
+    sorted by key.
     """
     manifest = Manifest.load(store)
     db = connect(store, read_only=True)
     try:
         db.execute("BEGIN")
-        generation = db.execute("SELECT value FROM state WHERE key = 'generation'").fetchone()[0]
-        objects = db.execute("SELECT id, image_id, x1, y1, x2, y2, label, score FROM objects ORDER BY id").fetchall()
-        images = db.execute("SELECT id, path, status, error FROM images ORDER BY path").fetchall()
-        index = _read_vectors(store, generation)
-        set_search_params(index, manifest.plan)
+        generation, description, objects, items = read_committed(db)
+        if description is not None:  # what the commit recorded wins over the manifest's copy, written after it
+            manifest = replace(manifest, vectors=description)
+        vectors = STORES.get(store_name(manifest.vectors)).load(store, generation, manifest.vectors, manifest.settings)
         db.execute("COMMIT")
     except Exception as error:
         if isinstance(error, StoreError):
@@ -329,45 +284,19 @@ def read_store(store: Path) -> tuple[Manifest, int, faiss.Index, list[tuple], li
         raise StoreError(f"{store} cannot be read ({type(error).__name__}: {error}); the index is damaged") from None
     finally:
         db.close()
-    _check_agreement(store, manifest, index, np.array([r[0] for r in objects], dtype=np.int64))
-    return manifest, generation, index, objects, images
+    _check_agreement(store, manifest, vectors, np.array([r[0] for r in objects], dtype=np.int64))
+    return manifest, generation, vectors, objects, items
 
 
-def read_generation(store: Path) -> int:
-    """The last committed generation of one store folder (a single small read)."""
-    db = connect(store, read_only=True)
-    try:
-        return int(db.execute("SELECT value FROM state WHERE key = 'generation'").fetchone()[0])
-    except sqlite3.Error as error:
-        raise StoreError(f"{store} cannot be read ({error}); the index is damaged") from None
-    finally:
-        db.close()
-
-
-class VectorsMissing(StoreError):
-    """The vectors file of the committed generation is missing (damage, or a commit that raced the read)."""
-
-
-def _read_vectors(store: Path, generation: int) -> faiss.Index:
-    path = vectors_path(store, generation)
-    if not path.is_file():
-        raise VectorsMissing(f"{path} is missing: the index is damaged; rebuild it")
-    try:
-        return faiss.read_index(str(path))
-    except RuntimeError as error:
-        if not path.is_file():
-            raise VectorsMissing(f"{path} is missing: the index is damaged; rebuild it") from None
-        raise StoreError(f"{path} cannot be read by FAISS ({str(error).splitlines()[0]}); rebuild the index") from None
-
-
-def _check_agreement(store: Path, manifest: Manifest, index: faiss.Index, object_ids: np.ndarray) -> None:
-    if index.d != manifest.dimension:
+def _check_agreement(store: Path, manifest: Manifest, vectors: VectorStore, object_ids: np.ndarray) -> None:
+    if vectors.dimension != manifest.dimension:
         raise StoreError(
-            f"{store}: vectors have dimension {index.d} but the manifest says {manifest.dimension}; rebuild the index"
+            f"{store}: vectors have dimension {vectors.dimension} but the manifest says {manifest.dimension}; "
+            "rebuild the index"
         )
-    stored = vector_ids(index)
+    stored = vectors.ids()
     if len(stored) != len(object_ids) or not np.array_equal(stored, object_ids):
         raise StoreError(
-            f"{store}: {index.ntotal} vectors but {len(object_ids)} object rows, or their ids differ; "
+            f"{store}: {len(stored)} vectors but {len(object_ids)} object rows, or their ids differ; "
             "the index is damaged; rebuild it"
         )

@@ -12,64 +12,46 @@ switches to it only when complete.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import shutil
-import sys
 import time
-from collections import defaultdict
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
-
-from tqdm import tqdm
 
 from ..annotations.boxes import load_annotations
 from ..errors import StoreError
-from ..sources.folder import GalleryListing, walk_gallery
-from ..sources.images import DEFAULT_MAX_PIXELS
+from ..images import DEFAULT_MAX_PIXELS
 from ..index.layout import HEAD_NAME, PENDING_NAME, IndexLock, new_store_folder, point, read_pointer, remove_other_stores
 from ..index.manifest import Manifest
-from .mapper import ObjectMapper
-from ..objects import ImageObjects
-from .reader import GalleryImage, SkippedFile, UnchangedFile, batched, prefetched, read_images
-from ..settings import IndexSettings
 from ..index.store import StoreWriter
+from ..settings import IndexSettings
+from ..sources import GallerySource, SourceListing, open_source
+from ..validation import check_float, check_int
+from .distributors import Distributor, LocalDistributor
+from .mapper import ObjectMapper
+from .reader import SkippedItem, read_items
+from .runner import run_pipeline
+from .writer import IndexSummary, IndexWriter
 
 log = logging.getLogger(__name__)
 
 COMMIT_SECONDS = 30.0
 
 
-@dataclass
-class IndexSummary:
-    """What ``build_index`` did.
+@dataclass(frozen=True)
+class BuildOptions:
+    """How a run goes (not what the index holds): see ``build_index``'s arguments."""
 
-    Attributes:
-        images, objects: indexed images and stored objects (vectors) after the run.
-        added, updated, unchanged, removed: images new to the index, re-indexed because
-            their content changed, passed over, and removed (``prune``).
-        skipped: ``(path relative to the gallery, reason)`` for each file not indexed.
-        gone: indexed images no longer in the gallery and kept (no ``prune``).
-        rebuilt: True when a new store replaced the old one (``rebuild`` with other settings).
-        seconds: wall time of the run.
-        stage_seconds: time spent loading the models, waiting for decoded images (``read``), in the
-            models (``map``) and writing.
-    """
+    rebuild: bool = False
+    prune: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    commit_seconds: float = COMMIT_SECONDS
+    progress: bool = True
 
-    images: int = 0
-    objects: int = 0
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    removed: int = 0
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    gone: list[str] = field(default_factory=list)
-    rebuilt: bool = False
-    seconds: float = 0.0
-    stage_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    def __post_init__(self) -> None:
+        check_int("--max-pixels", self.max_pixels, 1)
+        check_float("--commit-every", self.commit_seconds, 0.0)
 
 
 def existing_settings(index_dir: str | os.PathLike) -> IndexSettings | None:
@@ -100,12 +82,11 @@ def build_index(
         commit_seconds: make progress durable at least this often (0: after every batch).
     """
     started = time.perf_counter()
+    options = BuildOptions(rebuild, prune, max_pixels, commit_seconds, progress)
     index_dir = Path(index_dir).absolute()
     new_folder = not index_dir.exists()
     try:
-        summary = _build_locked(
-            Path(gallery).absolute(), index_dir, settings, rebuild, prune, max_pixels, commit_seconds, progress
-        )
+        summary = _build_locked(Path(gallery).absolute(), index_dir, settings, options)
     except BaseException:
         if new_folder and index_dir.is_dir() and read_pointer(index_dir) is None:
             shutil.rmtree(index_dir, ignore_errors=True)  # a first build that failed before it began leaves nothing
@@ -114,47 +95,32 @@ def build_index(
     return summary
 
 
-def _build_locked(
-    root: Path,
-    index_dir: Path,
-    settings: IndexSettings | None,
-    rebuild: bool,
-    prune: bool,
-    max_pixels: int,
-    commit_seconds: float,
-    progress: bool,
-) -> IndexSummary:
+def _build_locked(root: Path, index_dir: Path, settings: IndexSettings | None, options: BuildOptions) -> IndexSummary:
     with IndexLock(index_dir):
         head = read_pointer(index_dir)
         current = Manifest.load(index_dir / head) if head else None
         settings = (settings or (current.settings if current else IndexSettings())).resolved()
-        if current and not rebuild:
+        settings.check_parts()
+        if current and not options.rebuild:
             _refuse_incomparable(index_dir, current, settings, str(root))
-        listing = walk_gallery(root, exclude=(index_dir,))
+        source = open_source(settings.source, root, exclude=(index_dir,))
+        listing = source.listing()
         annotations = load_annotations(settings.annotations) if settings.objects == "annotations" else None
         if annotations is not None:
-            annotations.check_images_exist(listing.images, str(listing.root))
+            annotations.check_images_exist(listing.keys, str(listing.root))
         loading = time.perf_counter()
-        mapper = ObjectMapper(settings, annotations)
+        distributor = LocalDistributor(lambda: ObjectMapper(settings, annotations))
         loaded_in = time.perf_counter() - loading
-        detector, embedder = mapper.models
+        detector, embedder = distributor.models
         wanted = Manifest(settings, embedder, detector, str(listing.root))
-        if current and not rebuild and not _same_vectors(current, wanted):
+        if current and not options.rebuild and not _same_vectors(current, wanted):
             raise StoreError(
                 f"index {index_dir} was built with other model weights ({_weights_change(current, wanted)}): "
                 "its vectors would not compare with new ones; restore those weights or add --rebuild"
             )
         writer, replacing = _open_store(index_dir, current, wanted)
         try:
-            summary = _update(
-                writer,
-                listing,
-                mapper,
-                max_pixels=max_pixels,
-                prune=prune,
-                commit_seconds=commit_seconds,
-                progress=progress,
-            )
+            summary = _update(writer, source, listing, distributor, options)
             writer.close()
             summary.stage_seconds["load"] = loaded_in
         except StoreError as error:
@@ -203,65 +169,16 @@ def _open_store(index_dir: Path, current: Manifest | None, wanted: Manifest) -> 
 
 
 def _update(
-    writer: StoreWriter,
-    listing: GalleryListing,
-    mapper: ObjectMapper,
-    *,
-    max_pixels: int,
-    prune: bool,
-    commit_seconds: float,
-    progress: bool,
+    store: StoreWriter, source: GallerySource, listing: SourceListing, distributor: Distributor, options: BuildOptions
 ) -> IndexSummary:
-    """Bring ``writer``'s store in line with ``listing`` (reader → mapper → writer), committing as it goes."""
-    summary = IndexSummary()
-    known = writer.images()
-    for rel_path, reason in listing.problems:
-        _skip(writer, summary, SkippedFile(rel_path, reason))
-    bar = tqdm(total=len(listing.images), unit="img", desc="indexing", disable=not progress, file=sys.stderr)
-    decoded = read_images(listing.root, listing.images, known, mapper.source_key, max_pixels)
-    items = _timed(prefetched(decoded, 2 * mapper.images_per_batch), summary.stage_seconds, "read")
-    last_commit = time.perf_counter()
-    for batch in batched(items, mapper.images_per_batch):
-        images = [item for item in batch if isinstance(item, GalleryImage)]
-        with _stage(summary.stage_seconds, "map"):
-            found = _map_isolating_failures(mapper, images)
-        with _stage(summary.stage_seconds, "write"):
-            for item in batch:
-                if isinstance(item, SkippedFile):
-                    _skip(writer, summary, item)
-                elif isinstance(item, UnchangedFile):
-                    if item.file_size is not None:
-                        writer.touch(item.rel_path, item.file_size, item.mtime_ns)
-                    summary.unchanged += 1
-            for item, objects in zip(images, found):
-                if isinstance(objects, SkippedFile):
-                    _skip(
-                        writer,
-                        summary,
-                        dataclasses.replace(objects, file_size=item.image.file_size, mtime_ns=item.image.mtime_ns),
-                    )
-                    continue
-                writer.put_image(item.rel_path, item.image, objects, item.source_key)
-                if known.get(item.rel_path) is not None and known[item.rel_path].status == "indexed":
-                    summary.updated += 1
-                else:
-                    summary.added += 1
-            if time.perf_counter() - last_commit >= commit_seconds:
-                writer.commit()
-                last_commit = time.perf_counter()
-        bar.update(len(batch))
-        bar.set_postfix(new=summary.added + summary.updated, skipped=len(summary.skipped), refresh=False)
-    bar.close()
-    present = set(listing.images) | {rel_path for rel_path, _ in listing.problems}
-    gone = [path for path, state in known.items() if path not in present and state.status == "indexed"]
-    writer.remove(path for path, state in known.items() if path not in present and state.status == "skipped")
-    if prune:
-        summary.removed = writer.remove(gone)
-    else:
-        summary.gone = sorted(gone)
-    counts = writer.counts()
-    summary.images, summary.objects = counts["images"], counts["objects"]
-    return summary
+    """Bring ``store`` in line with ``listing`` (reader → distributor → writer), committing as it goes."""
+    writer = IndexWriter(store, options.commit_seconds)
+    for key, reason in listing.problems:
+        writer.skip(SkippedItem(key, reason))
+    items = read_items(source, listing.keys, writer.known, distributor.source_key, options.max_pixels)
+    run_pipeline(items, len(listing.keys), distributor, writer, options.progress)
+    present = set(listing.keys) | {key for key, _ in listing.problems}
+    return writer.finish(present, options.prune)
 
 
 def _refuse_incomparable(index_dir: Path, current: Manifest, settings: IndexSettings, gallery: str) -> None:
@@ -315,42 +232,3 @@ def _weights_name(entry: dict | None) -> str:
     return f"{weights['source']} {weights.get('name') or weights.get('path') or ''} sha256 {digest[:12]}".replace(
         "  ", " "
     )
-
-
-def _map_isolating_failures(mapper: ObjectMapper, images: list[GalleryImage]) -> list[ImageObjects | SkippedFile]:
-    """Run the mapper on a batch; if it fails, run each image alone so one bad image cannot stop the run."""
-    if not images:
-        return []
-    try:
-        return mapper(images)
-    except (RuntimeError, ValueError) as error:
-        if len(images) > 1:
-            return [result for image in images for result in _map_isolating_failures(mapper, [image])]
-        log.debug("model failed on %s", images[0].rel_path, exc_info=True)
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        return [SkippedFile(images[0].rel_path, f"the model failed on this image ({first_line[:200]})")]
-
-
-def _skip(writer: StoreWriter, summary: IndexSummary, skipped: SkippedFile) -> None:
-    writer.put_skipped(skipped.rel_path, skipped.reason, skipped.file_size, skipped.mtime_ns)
-    summary.skipped.append((skipped.rel_path, skipped.reason))
-    log.info("skipped %s: %s", skipped.rel_path, skipped.reason)
-
-
-@contextmanager
-def _stage(seconds: dict[str, float], name: str) -> Iterator[None]:
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        seconds[name] += time.perf_counter() - start
-
-
-def _timed(items: Iterator, seconds: dict[str, float], name: str) -> Iterator:
-    """Yield from ``items``, adding the time spent producing each to ``seconds[name]``."""
-    while True:
-        with _stage(seconds, name):
-            item = next(items, None)
-        if item is None:
-            return
-        yield item

@@ -11,7 +11,7 @@ from ..boxes import whole_image_box
 from ..errors import AnnotationsError
 from ..models import Embedder, FasterRCNNModel, build_detector, build_embedder, resolve_device
 from ..objects import ImageObjects
-from .reader import GalleryImage, SkippedFile
+from .reader import GalleryImage, SkippedItem
 from ..settings import IndexSettings
 
 CPU_IMAGES_PER_BATCH = 8  # enough crops to batch the crop embedder; more only holds more images in memory
@@ -38,9 +38,9 @@ class ObjectMapper:
         self.images_per_batch = GPU_IMAGES_PER_BATCH if self.device.type == "cuda" else CPU_IMAGES_PER_BATCH
         """How many images the indexer hands over at once: crops are embedded together across them."""
 
-    def source_key(self, rel_path: str) -> str | None:
+    def source_key(self, key: str) -> str | None:
         """The key of an image's given boxes (annotations mode); ``None`` when boxes come from the image alone."""
-        return self.annotations.key_for(rel_path) if self.annotations is not None else None
+        return self.annotations.key_for(key) if self.annotations is not None else None
 
     @property
     def models(self) -> tuple[dict | None, dict]:
@@ -55,8 +55,8 @@ class ObjectMapper:
         }
         return detector, embedder
 
-    def __call__(self, batch: Sequence[GalleryImage]) -> list[ImageObjects | SkippedFile]:
-        """Objects with vectors for each image, or a ``SkippedFile`` when its annotations do not fit it."""
+    def __call__(self, batch: Sequence[GalleryImage]) -> list[ImageObjects | SkippedItem]:
+        """Objects with vectors for each image, or a ``SkippedItem`` when its annotations do not fit it."""
         rgbs = [item.image.rgb for item in batch]
         if self.settings.objects == "detect":
             roi = self.embedder is self.detector
@@ -75,11 +75,11 @@ class ObjectMapper:
                 found[i] = found[i].with_vectors(image_vectors)
         return found
 
-    def _given_objects(self, item: GalleryImage) -> ImageObjects | SkippedFile:
+    def _given_objects(self, item: GalleryImage) -> ImageObjects | SkippedItem:
         width, height = item.image.width, item.image.height
         if self.annotations is None:
             return ImageObjects.given(whole_image_box(width, height), [None])
         try:
-            return self.annotations.objects_for(item.rel_path, width, height)
+            return self.annotations.objects_for(item.key, width, height)
         except AnnotationsError as error:
-            return SkippedFile(item.rel_path, str(error))
+            return SkippedItem(item.key, str(error))

@@ -1,87 +1,83 @@
-"""Reader: gallery files → decoded images, in batches; unchanged files are passed over, unreadable ones set aside.
+"""Reader: a gallery source's items → decoded images, in order; unchanged items passed over, unreadable ones set aside.
 
-A file whose size and mtime match what the index stored is not read at all. A
-file whose bytes hash to the stored sha256 is not decoded (only its size and
-mtime are refreshed). Everything else is read, hashed and decoded.
+An item whose fingerprint (file size and mtime) matches what the index stored is not read at all. An
+item whose content hashes to the stored sha256 is not decoded (only its fingerprint is refreshed).
+Everything else is read, hashed and decoded by the source.
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from queue import Full, Queue
 from typing import Callable, Iterable, Iterator
 
 from ..errors import ImageError
-from ..sources.images import DEFAULT_MAX_PIXELS, LoadedImage, decode_image_bytes, read_file, stat_file
-from ..index.store import ImageState
+from ..images import DEFAULT_MAX_PIXELS, LoadedImage
+from ..index.metadata import ItemState
+from ..sources import GallerySource
 
 
 @dataclass(frozen=True)
 class GalleryImage:
-    """A decoded gallery image, its path relative to the gallery root, and its object-source key."""
+    """A decoded item: its key, the file it comes from (relative to the gallery root), and its boxes' key."""
 
-    rel_path: str
+    key: str
+    path: str
     image: LoadedImage
     source_key: str | None = None
 
 
 @dataclass(frozen=True)
-class UnchangedFile:
-    """A file already indexed with the same content; ``file_size``/``mtime_ns`` are set when they changed."""
+class UnchangedItem:
+    """An item already indexed with the same content; ``file_size``/``mtime_ns`` are set when they changed."""
 
-    rel_path: str
+    key: str
     file_size: int | None = None
     mtime_ns: int | None = None
 
 
 @dataclass(frozen=True)
-class SkippedFile:
-    """A gallery file that was not indexed, and why (one line naming the problem)."""
+class SkippedItem:
+    """An item (or a file or folder) that was not indexed, and why (one line naming the problem)."""
 
-    rel_path: str
+    key: str
     reason: str
     file_size: int | None = None
     mtime_ns: int | None = None
 
 
-def read_images(
-    root: Path,
-    rel_paths: Iterable[str],
-    known: dict[str, ImageState] | None = None,
-    source_key: Callable[[str], str | None] = lambda rel_path: None,
+def read_items(
+    source: GallerySource,
+    keys: Iterable[str],
+    known: dict[str, ItemState] | None = None,
+    source_key: Callable[[str], str | None] = lambda key: None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> Iterator[GalleryImage | UnchangedFile | SkippedFile]:
-    """Classify and, where needed, decode each file under ``root`` in order.
+) -> Iterator[GalleryImage | UnchangedItem | SkippedItem]:
+    """Classify and, where needed, decode each of ``source``'s items ``keys`` in order.
 
     Args:
-        known: what the index already holds, by relative path.
-        source_key: the key of an image's given boxes (annotations); an image whose key changed is re-indexed.
+        known: what the index already holds, by key.
+        source_key: the key of an item's given boxes (annotations); an item whose key changed is re-indexed.
     """
     known = known or {}
-    for rel_path in rel_paths:
-        path = root / rel_path
-        previous = known.get(rel_path)
-        key = source_key(rel_path)
-        same_boxes = previous is not None and previous.status == "indexed" and previous.source_key == key
+    for key in keys:
+        previous = known.get(key)
+        boxes_key = source_key(key)
+        same_boxes = previous is not None and previous.status == "indexed" and previous.source_key == boxes_key
         size = mtime = None
         try:
-            info = stat_file(path)
-            size, mtime = info.st_size, info.st_mtime_ns
+            size, mtime = source.fingerprint(key)
             if same_boxes and (previous.file_size, previous.mtime_ns) == (size, mtime):
-                yield UnchangedFile(rel_path)
+                yield UnchangedItem(key)
                 continue
-            data = read_file(path)
-            digest = hashlib.sha256(data).hexdigest()
-            if same_boxes and previous.sha256 == digest:
-                yield UnchangedFile(rel_path, size, mtime)
+            image = source.read(key, max_pixels, previous.sha256 if same_boxes else None)
+            if image is None:
+                yield UnchangedItem(key, size, mtime)
                 continue
-            rgb = decode_image_bytes(data, name=str(path), max_pixels=max_pixels)
-            yield GalleryImage(rel_path, LoadedImage(rgb, digest, size, mtime), key)
+            yield GalleryImage(key, source.path_of(key), image, boxes_key)
         except ImageError as error:
-            yield SkippedFile(rel_path, str(error).removeprefix(f"{path}: "), size, mtime)
+            yield SkippedItem(key, str(error).removeprefix(f"{source.root / source.path_of(key)}: "), size, mtime)
 
 
 def prefetched(items: Iterable, depth: int) -> Iterator:

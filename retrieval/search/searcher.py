@@ -16,7 +16,7 @@ import numpy as np
 
 from ..boxes import validate_box, whole_image_box
 from ..errors import SettingsError, StoreError
-from ..sources.images import LoadedImage, load_image
+from ..images import LoadedImage, load_image
 from ..models import Embedder, build_embedder, resolve_device
 from ..index.snapshot import IndexSnapshot, committed_version
 
@@ -30,11 +30,12 @@ class SearchResult:
     Attributes:
         rank: 1 for the best.
         score: cosine similarity with the query, in [-1, 1].
-        image: absolute path of the gallery image.
+        image: absolute path of the gallery file the item comes from.
         box: ``[x1, y1, x2, y2]`` in that image's original pixels.
         label: class name, or ``None``.
         detection_score: the detector's score, or ``None`` for given boxes.
-        object_id: the object's id (its FAISS id).
+        object_id: the object's id (its vector's id in the store).
+        item: the gallery item's key (for a folder of photos: the image's path relative to the gallery).
     """
 
     rank: int
@@ -44,6 +45,7 @@ class SearchResult:
     label: str | None
     detection_score: float | None
     object_id: int
+    item: str = ""
 
     def to_dict(self) -> dict:
         return {
@@ -54,6 +56,7 @@ class SearchResult:
             "label": self.label,
             "detection_score": self.detection_score,
             "object_id": self.object_id,
+            "item": self.item,
         }
 
 
@@ -162,13 +165,13 @@ def rank(snap: IndexSnapshot, vector: np.ndarray, top_k: int = 10, group: str = 
         raise SettingsError(f"unknown grouping {group!r}: use one of {', '.join(GROUPS)}")
     if top_k < 1:
         raise SettingsError(f"--top-k {top_k} must be at least 1")
-    total = snap.index.ntotal
+    total = len(snap.vectors)
     if total == 0:
         return []
     query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
     k = min(total, top_k if group == "object" else top_k * 8)
     while True:
-        scores, ids = snap.index.search(query, k)
+        scores, ids = snap.vectors.search(query, k)
         keep = ids[0] >= 0
         scores, ids = scores[0][keep], ids[0][keep]
         if group == "image":
@@ -185,14 +188,16 @@ def rank(snap: IndexSnapshot, vector: np.ndarray, top_k: int = 10, group: str = 
 def _result(snap: IndexSnapshot, rank: int, score: float, object_id: int) -> SearchResult:
     row = int(snap.rows_of(np.array([object_id]))[0])
     detection_score = float(snap.scores[row])
+    item_id = int(snap.object_image[row])
     return SearchResult(
         rank=rank,
         score=float(score),
-        image=str(snap.absolute_path(snap.object_image[row])),
+        image=str(snap.absolute_path(item_id)),
         box=[float(v) for v in snap.boxes[row]],
         label=snap.labels[row],
         detection_score=None if np.isnan(detection_score) else detection_score,
         object_id=int(object_id),
+        item=snap.item_keys[item_id],
     )
 
 

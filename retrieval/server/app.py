@@ -119,7 +119,7 @@ def create_app(state: ServerState) -> FastAPI:
     def health() -> Health:
         snap = state.searcher.snapshot
         return Health(
-            status="ok", generation=snap.generation, images=len(snap.image_paths), objects=int(snap.index.ntotal)
+            status="ok", generation=snap.generation, images=len(snap.image_paths), objects=len(snap.vectors)
         )
 
     @app.get("/api/info", summary="Counts, skipped files, models and settings of the index (as `retrieval info`)")

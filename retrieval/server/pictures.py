@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..sources.images import load_image, stat_file
-from ..sources.images import oriented_size as image_size
+from ..images import load_image, stat_file
+from ..images import oriented_size as image_size
 
 THUMBNAIL_SIDE = 320
 JPEG_QUALITY = 90

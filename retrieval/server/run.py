@@ -35,7 +35,7 @@ def serve(
         "serving %s (%d images, %d objects) at http://%s:%d/  (API schema: /openapi.json)",
         index_dir,
         len(snapshot.image_paths),
-        snapshot.index.ntotal,
+        len(snapshot.vectors),
         host,
         port,
     )

@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass
 
 from ..errors import RetrievalError
-from ..sources.images import LoadedImage, decode_image_bytes
+from ..images import LoadedImage, decode_image_bytes
 from ..models import FasterRCNNModel, build_detector, resolve_device
 from ..search.searcher import Searcher
 
@@ -93,6 +93,6 @@ class ServerState:
             try:
                 if self.searcher.refresh():
                     snapshot = self.searcher.snapshot
-                    log.info("index updated: %d objects (generation %d)", snapshot.index.ntotal, snapshot.generation)
+                    log.info("index updated: %d objects (generation %d)", len(snapshot.vectors), snapshot.generation)
             except RetrievalError as error:
                 log.warning("index could not be reloaded, still answering from the last state: %s", error)

@@ -1,4 +1,4 @@
-"""Find the image files of a gallery folder.
+"""folder: a folder of photos, walked recursively; each image file is one item, keyed by its relative path.
 
 The walk is recursive, follows symlinked folders once each (a symlink loop is
 reported, not followed forever) and yields paths relative to the gallery root,
@@ -7,11 +7,14 @@ in a stable sorted order so that two runs over the same folder agree.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import RetrievalError
+from ..images import LoadedImage, decode_image_bytes, read_file, stat_file
+from . import SourceEntry, SourceListing
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 
@@ -87,3 +90,38 @@ def _is_folder(entry: os.DirEntry) -> bool:
         return entry.is_dir(follow_symlinks=True)
     except OSError:
         return False
+
+
+class FolderSource:
+    """The image files under ``root`` (``IMAGE_EXTENSIONS``); an item's key and path are its relative path."""
+
+    def __init__(self, root: Path, exclude: tuple[Path, ...] = ()) -> None:
+        self.root = Path(root).absolute()
+        self.exclude = exclude
+        self._stats: dict[str, os.stat_result] = {}  # from fingerprint() until read(): one stat per file
+        if not self.root.is_dir():
+            raise RetrievalError(f"gallery folder {self.root} does not exist or is not a folder")
+
+    def listing(self) -> SourceListing:
+        walked = walk_gallery(self.root, self.exclude)
+        return SourceListing(walked.root, walked.images, walked.problems)
+
+    def path_of(self, key: str) -> str:
+        return key
+
+    def fingerprint(self, key: str) -> tuple[int, int]:
+        info = self._stats[key] = stat_file(self.root / key)
+        return info.st_size, info.st_mtime_ns
+
+    def read(self, key: str, max_pixels: int, unchanged_sha256: str | None = None) -> LoadedImage | None:
+        path = self.root / key
+        info = self._stats.pop(key, None) or stat_file(path)
+        data = read_file(path)
+        digest = hashlib.sha256(data).hexdigest()
+        if digest == unchanged_sha256:
+            return None
+        rgb = decode_image_bytes(data, name=str(path), max_pixels=max_pixels)
+        return LoadedImage(rgb, digest, info.st_size, info.st_mtime_ns)
+
+
+ENTRY = SourceEntry(open=FolderSource, summary="a folder of photos (jpg, png, ...), walked recursively")

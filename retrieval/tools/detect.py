@@ -20,7 +20,7 @@ from tqdm import tqdm
 from ..atomic import atomic_write_text
 from ..errors import ImageError, RetrievalError
 from ..sources.folder import is_image_name, walk_gallery
-from ..sources.images import DEFAULT_MAX_PIXELS, load_image
+from ..images import DEFAULT_MAX_PIXELS, load_image
 from ..models import FasterRCNNModel
 from ..models.detectors.faster_rcnn import COCO_CATEGORIES
 from ..objects import ImageObjects

@@ -27,7 +27,6 @@ from tqdm import tqdm
 from ..atomic import atomic_write_bytes, atomic_write_text
 from ..errors import RetrievalError
 from ..index.snapshot import IndexSnapshot
-from ..index.stores.faiss_kinds import all_vectors
 
 FORMATS = ("per-image", "features")
 SUMMARY_COLUMNS = ("image", "boxes", "embedding_size", "embedding_file")
@@ -40,8 +39,7 @@ def export_index(
     if out_format not in FORMATS:
         raise RetrievalError(f"unknown export format {out_format!r}: use one of {', '.join(FORMATS)}")
     snapshot = IndexSnapshot.load(index_dir)
-    ids, vectors = all_vectors(snapshot.index)
-    vectors = vectors[np.argsort(ids)]  # rows in object-id order, as the snapshot's rows are
+    vectors = snapshot.vectors.reconstruct(snapshot.object_ids)  # rows in object-id order, as the snapshot's
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from ..errors import ImageError, SettingsError
-from ..sources.images import load_image
+from ..images import load_image
 
 TILE = 220
 CAPTION = 26

@@ -30,7 +30,7 @@ import yaml
 from ..annotations.boxes import parse_yolo_line
 from ..errors import AnnotationsError, ImageError
 from ..sources.folder import is_image_name
-from ..sources.images import oriented_size
+from ..images import oriented_size
 
 SPLITS = ("train", "val")
 

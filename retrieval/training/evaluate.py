@@ -14,7 +14,7 @@ from torchvision.models.detection import FasterRCNN
 from tqdm import tqdm
 
 from ..errors import SettingsError
-from ..sources.images import load_image
+from ..images import load_image
 from ..models.detectors.checkpoint import model_from_checkpoint, read_checkpoint
 from ..objects import ImageObjects
 from ..tools.visualize import GROUND_TRUTH_COLOUR, draw_detections, save_picture

@@ -37,7 +37,7 @@ from tqdm import tqdm  # noqa: E402
 
 from ..atomic import atomic_write, atomic_write_text  # noqa: E402
 from ..errors import SettingsError  # noqa: E402
-from ..sources.images import load_image  # noqa: E402
+from ..images import load_image  # noqa: E402
 from ..models.detectors.architectures import COCO_CLASSES, COCO_WEIGHTS, build_architecture, replace_predictor  # noqa: E402
 from ..models.detectors.checkpoint import read_checkpoint, save_checkpoint  # noqa: E402
 from ..models.weights import load_weights, seeded_init  # noqa: E402

@@ -13,8 +13,8 @@ from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from ...errors import SettingsError
+from ..names import PRECISIONS
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 

@@ -31,6 +31,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.ops import misc as misc_nn_ops
 
 from ...errors import SettingsError
+from ..names import DEFAULT_DETECTOR, DETECTOR_NAMES
 
 COCO_WEIGHTS: dict[str, WeightsEnum] = {
     "resnet50_fpn": FasterRCNN_ResNet50_FPN_Weights.COCO_V1,
@@ -38,8 +39,6 @@ COCO_WEIGHTS: dict[str, WeightsEnum] = {
     "mobilenet_v3_large_fpn": FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1,
     "mobilenet_v3_large_320_fpn": FasterRCNN_MobileNet_V3_Large_320_FPN_Weights.COCO_V1,
 }
-DETECTOR_NAMES = tuple(COCO_WEIGHTS)
-DEFAULT_DETECTOR = "resnet50_fpn"
 COCO_CLASSES = 91  # torchvision's COCO numbering, background and "N/A" gaps included
 
 

@@ -20,11 +20,11 @@ from torchvision.models.detection import FasterRCNN, FasterRCNN_ResNet50_FPN_Wei
 from torchvision.models.detection._utils import overwrite_eps
 from torchvision.ops import clip_boxes_to_image
 
-from ...boxes import to_original_frame, to_resized_frame
 from ...errors import SettingsError
 from ...objects import ImageObjects
 from .architectures import COCO_CLASSES, DEFAULT_DETECTOR, DETECTOR_NAMES, build_architecture
 from .architectures import COCO_WEIGHTS as ARCHITECTURE_WEIGHTS
+from .frames import to_original_frame, to_resized_frame
 from .checkpoint import model_from_checkpoint, read_checkpoint
 from ..accel.fused import fuse_convolutions
 from .postprocess import top_detections

@@ -1,4 +1,4 @@
-"""ResNet50 crop embedder: each box cropped from the original image, 2048-d vector.
+"""resnet50: each box cropped from the original image and squashed to 224x224, ResNet50 trunk + GAP, 2048-d.
 
 Preprocessing, per box: crop ``x1, y1, x2, y2`` (original pixels, widened to
 whole pixels) from the RGB image, *squash* it to 224x224 (aspect ratio not
@@ -21,6 +21,8 @@ from torchvision.models import ResNet50_Weights, resnet50
 
 from ..accel.fused import fuse_convolutions
 from ..accel.speed import fold_batchnorms, resolve_precision, to_inference_layout
+from ..pooling import GAP
+from ..registry import EmbedderEntry
 from ..weights import load_weights, seeded_init
 
 RESNET50_DIMENSION = 2048
@@ -58,7 +60,8 @@ class ResNet50Embedder:
         with seeded_init():
             model = resnet50(weights=None)
         self.identity = load_weights(model, weights, ResNet50_Weights.DEFAULT, "embedder")
-        model.fc = nn.Identity()  # avgpool output, flattened: (N, 2048)
+        model.avgpool = GAP()
+        model.fc = nn.Identity()  # pooled output, flattened: (N, 2048)
         self.dtype = resolve_precision(precision, device)
         fold_batchnorms(model.eval())
         if device.type == "cpu":
@@ -92,3 +95,9 @@ class ResNet50Embedder:
         batch = torch.from_numpy(np.stack(crops)).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
         batch = ((batch - self.mean) / self.std).to(self.dtype).contiguous(memory_format=torch.channels_last)
         return F.normalize(self.model(batch).float(), dim=1).cpu().numpy()
+
+
+ENTRY = EmbedderEntry(
+    build=lambda settings, device, detector: ResNet50Embedder(settings.weights, device, settings.precision),
+    summary="2048-d ResNet50 GAP vector of each crop",
+)

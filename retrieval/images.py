@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..errors import ImageError
+from .errors import ImageError
 
 DEFAULT_MAX_PIXELS = 100_000_000
 """Images with more pixels than this are refused before decoding (decompression bombs)."""

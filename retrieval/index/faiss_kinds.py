@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import faiss
 import numpy as np
 
-from ...errors import SettingsError
+from ..errors import SettingsError
 
 INDEX_TYPES = ("auto", "flat", "hnsw", "ivf", "ivfpq")
 AUTO_EXACT_LIMIT = 50_000  # one exact query reads 4·d bytes a vector: ~35 ms at 50k x 1024 on 2 cores

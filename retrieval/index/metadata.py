@@ -1,0 +1,168 @@
+"""The metadata database of one store (``metadata.sqlite``): items, objects, and the committed generation.
+
+An *item* is one thing a gallery source yields (for a folder of photos, one image file): its ``key`` (what
+the source calls it), the ``path`` of the file it comes from (relative to the gallery root), its size in
+pixels, the fingerprint used to notice changes, and whether it was indexed or skipped (and why). An
+*object* is one box of an item; its id is the id of its vector in the vector store.
+
+Schema 2 (this one) replaced schema 1's ``images`` table (one file = one image, no key); a writer that
+opens a schema-1 store migrates it in one transaction, and readers read either.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import StoreError
+
+METADATA_NAME = "metadata.sqlite"
+SCHEMA_VERSION = 2
+
+TABLES = """
+CREATE TABLE items (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,           -- the source's name for the item; a folder's: the path below
+    path TEXT NOT NULL,                 -- the file it comes from, relative to the gallery root, '/' separators
+    width INTEGER, height INTEGER,      -- pixels after EXIF orientation
+    file_size INTEGER,                  -- bytes
+    mtime_ns INTEGER,                   -- modification time, nanoseconds since the epoch
+    sha256 TEXT,                        -- of the item's content (a folder's: the file's bytes)
+    source_key TEXT,                    -- digest of the item's given boxes (annotations); NULL otherwise
+    status TEXT NOT NULL CHECK (status IN ('indexed', 'skipped')),
+    error TEXT                          -- why a skipped item was skipped
+);
+CREATE TABLE objects (
+    id INTEGER PRIMARY KEY,             -- the id of its vector in the vector store
+    item_id INTEGER NOT NULL REFERENCES items(id),
+    x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL,  -- original pixels
+    label TEXT,
+    score REAL                          -- detection score; NULL for annotation or whole-image boxes
+);
+CREATE INDEX objects_by_item ON objects(item_id);
+CREATE TABLE vector_store (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    description TEXT NOT NULL           -- JSON: the store's describe() at the committed generation
+);
+"""
+STATE = """
+CREATE TABLE state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT INTO state VALUES ('generation', 0), ('next_object_id', 0);
+"""
+
+MIGRATE_FROM_1 = f"""
+BEGIN IMMEDIATE;
+ALTER TABLE images RENAME TO images_schema1;
+ALTER TABLE objects RENAME TO objects_schema1;
+DROP INDEX objects_by_image;
+{TABLES}
+INSERT INTO items SELECT id, path, path, width, height, file_size, mtime_ns, sha256, source_key, status, error
+    FROM images_schema1;
+INSERT INTO objects SELECT id, image_id, x1, y1, x2, y2, label, score FROM objects_schema1;
+DROP TABLE objects_schema1;
+DROP TABLE images_schema1;
+COMMIT;
+"""
+
+
+@dataclass(frozen=True)
+class ItemState:
+    """What the store knows of one item (``status`` is ``indexed`` or ``skipped``)."""
+
+    file_size: int | None
+    mtime_ns: int | None
+    sha256: str | None
+    source_key: str | None
+    status: str
+
+
+def connect(folder: Path, read_only: bool = False) -> sqlite3.Connection:
+    """Open a store's metadata database (WAL mode, so readers never block the writer)."""
+    path = Path(folder) / METADATA_NAME
+    if read_only:
+        if not path.is_file():
+            raise StoreError(f"{folder} has no {METADATA_NAME}: the index is damaged; rebuild it")
+        return sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=FULL")
+    return connection
+
+
+def create_tables(db: sqlite3.Connection) -> None:
+    db.executescript(TABLES + STATE)
+
+
+def schema_version(db: sqlite3.Connection) -> int:
+    """2 when the database has the ``items`` table, 1 for the older ``images`` one."""
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    return SCHEMA_VERSION if "items" in tables else 1
+
+
+def migrate(db: sqlite3.Connection) -> bool:
+    """Bring a schema-1 database to schema 2 in one transaction; True when it had to."""
+    if schema_version(db) == SCHEMA_VERSION:
+        return False
+    try:
+        db.executescript(MIGRATE_FROM_1)
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    return True
+
+
+def read_committed(db: sqlite3.Connection) -> tuple[int, dict | None, list[tuple], list[tuple]]:
+    """``(generation, vector store description, object rows, item rows)`` of the committed state; call
+    inside one read transaction.
+
+    The description is ``None`` where none was committed (schema 1; the manifest's copy then holds).
+    Object rows are ``(id, item_id, x1, y1, x2, y2, label, score)`` sorted by id; item rows
+    ``(id, key, path, status, error)`` sorted by key. Reads schema 1 too (its path is the key).
+    """
+    generation = db.execute("SELECT value FROM state WHERE key = 'generation'").fetchone()[0]
+    if schema_version(db) == SCHEMA_VERSION:
+        objects = db.execute("SELECT id, item_id, x1, y1, x2, y2, label, score FROM objects ORDER BY id").fetchall()
+        items = db.execute("SELECT id, key, path, status, error FROM items ORDER BY key").fetchall()
+        row = db.execute("SELECT description FROM vector_store").fetchone()
+    else:
+        objects = db.execute("SELECT id, image_id, x1, y1, x2, y2, label, score FROM objects ORDER BY id").fetchall()
+        items = db.execute("SELECT id, path, path, status, error FROM images ORDER BY path").fetchall()
+        row = None
+    return int(generation), json.loads(row[0]) if row else None, objects, items
+
+
+def write_description(db: sqlite3.Connection, description: dict) -> None:
+    """Record the vector store's description, inside the transaction that commits its generation."""
+    db.execute("INSERT OR REPLACE INTO vector_store (id, description) VALUES (0, ?)", (json.dumps(description),))
+
+
+def read_generation(store: Path) -> int:
+    """The last committed generation of one store folder (a single small read)."""
+    db = connect(store, read_only=True)
+    try:
+        return int(db.execute("SELECT value FROM state WHERE key = 'generation'").fetchone()[0])
+    except sqlite3.Error as error:
+        raise StoreError(f"{store} cannot be read ({error}); the index is damaged") from None
+    finally:
+        db.close()
+
+
+def read_overview(store: Path) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """``({"images", "objects", "skipped"}, [(key, reason) of each skipped item])`` of one store's committed
+    state, from the metadata alone (one read transaction; no vectors are loaded)."""
+    db = connect(store, read_only=True)
+    try:
+        db.execute("BEGIN")
+        table, key = ("items", "key") if schema_version(db) == SCHEMA_VERSION else ("images", "path")
+        (images,) = db.execute(f"SELECT COUNT(*) FROM {table} WHERE status = 'indexed'").fetchone()
+        (objects,) = db.execute("SELECT COUNT(*) FROM objects").fetchone()
+        skipped = db.execute(f"SELECT {key}, error FROM {table} WHERE status = 'skipped' ORDER BY {key}").fetchall()
+        db.execute("COMMIT")
+    except sqlite3.Error as error:
+        raise StoreError(f"{store} cannot be read ({error}); the index is damaged") from None
+    finally:
+        db.close()
+    return {"images": images, "objects": objects, "skipped": len(skipped)}, [tuple(row) for row in skipped]
