@@ -37,6 +37,7 @@ from ..objects import ImageObjects
 from .reader import GalleryImage, SkippedFile, UnchangedFile, batched, prefetched, read_images
 from ..settings import IndexSettings
 from ..index.store import StoreWriter
+from ..validation import check_float, check_int
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,9 @@ def build_index(
         max_pixels: skip images with more pixels than this, before decoding.
         commit_seconds: make progress durable at least this often (0: after every batch).
     """
+    max_pixels, commit_seconds = check_int("--max-pixels", max_pixels, low=1), check_float(
+        "--commit-every", commit_seconds, low=0
+    )
     started = time.perf_counter()
     index_dir = Path(index_dir).absolute()
     new_folder = not index_dir.exists()
