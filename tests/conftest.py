@@ -91,3 +91,26 @@ def copy_demo_images(folder: Path, count: int, start: int = 0) -> list[str]:
         (folder / name).write_bytes(source.read_bytes())
         names.append(name)
     return names
+
+
+class CaseCounter:
+    """How many cases a test module ran, kept on the pytest config so the terminal summary can say it."""
+
+    def __init__(self) -> None:
+        self.key = pytest.StashKey[int]()
+
+    def count(self, config: pytest.Config) -> None:
+        config.stash[self.key] = self.get(config) + 1
+
+    def get(self, config: pytest.Config) -> int:
+        return config.stash.get(self.key, 0)
+
+
+FUZZ_CASES = CaseCounter()
+"""Cases of tests/test_fuzz.py that ran."""
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    if FUZZ_CASES.get(config):
+        ran = FUZZ_CASES.get(config)
+        terminalreporter.write_line(f"fuzz: {ran} bad-input cases ran (command options, HTTP requests)")

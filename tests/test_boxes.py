@@ -24,6 +24,17 @@ def test_parse_box_rejects_malformed_text(text, message):
         parse_box(text)
 
 
+def test_parse_box_with_the_image_size_checks_the_box_and_names_the_size():
+    assert parse_box("0,0,640,480", 640, 480) == (0.0, 0.0, 640.0, 480.0)
+    with pytest.raises(BoxError, match=r"^box 'a,b,c,d' must be four numbers x1,y1,x2,y2 within the 640x480 image$"):
+        parse_box("a,b,c,d", 640, 480)
+    with pytest.raises(BoxError, match=r"^box 5,5,5,9 has zero or negative area in the 640x480 image: need x1 < x2"):
+        parse_box("5,5,5,9", 640, 480)
+    not_finite = r"^box 0,0,inf,9 has a value that is not a finite number \(the image is 640x480\)$"
+    with pytest.raises(BoxError, match=not_finite):
+        parse_box("0,0,inf,9", 640, 480)
+
+
 def test_validate_box_accepts_the_whole_image():
     assert validate_box((0, 0, 640, 480), 640, 480) == (0.0, 0.0, 640.0, 480.0)
 

@@ -45,6 +45,27 @@ def test_bad_index_options_are_one_line_errors(tmp_path, args, message):
     assert not (tmp_path / "i").exists()  # nothing written
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["index", "{tmp}/none", "--index", "{tmp}/i"],
+            "Invalid value for 'GALLERY': Directory '{tmp}/none' does not exist",
+        ),
+        (["query", "x.jpg"], "Missing option '--index'"),
+        (
+            ["query", "x.jpg", "--index", "{tmp}", "--top-k", "x"],
+            "Invalid value for '--top-k': 'x' is not a valid integer",
+        ),
+        (["info", "--index", "{tmp}", "--colour"], "No such option '--colour'"),
+    ],
+)
+def test_usage_errors_are_one_line_pointing_to_help_with_status_2(tmp_path, args, message):
+    result = CliRunner().invoke(main, [arg.format(tmp=tmp_path) for arg in args])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr == f"error: {message.format(tmp=tmp_path)} (see 'retrieval {args[0]} --help')\n"
+
+
 def test_settings_round_trip_and_roi_weights_are_one_model():
     settings = IndexSettings(embedder="roi", detector_weights="x.pth", classes=("cup",))
     assert settings.weights == settings.detector_weights == "x.pth"

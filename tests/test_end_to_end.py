@@ -11,6 +11,7 @@ from PIL import Image
 
 from retrieval import Searcher, evaluate
 from retrieval.cli.main import main
+from retrieval.errors import SettingsError
 
 from tests.conftest import GALLERY, QUERY, SMALL_MAX_SIZE, SMALL_MIN_SIZE, random_detect_args
 
@@ -60,6 +61,30 @@ def test_index_summary_counts_images_objects_and_skips(resnet_index):
     assert info["embedder"] == "resnet50" and info["dimension"] == 2048
     assert info["manifest"]["embedder"]["weights"]["source"] == "random"
     assert info["manifest"]["gallery_root"] == str(GALLERY)
+
+
+def test_info_table_labels_every_row_once(resnet_index):
+    lines = cli("info", "--index", resnet_index).stdout.splitlines()
+    labels = [line.split()[0] for line in lines if not line.startswith(" ")]
+    assert labels == ["index", "gallery", "images", "objects", "embedder", "vectors", "boxes", "skipped"]
+    assert "objects    120" in lines and f"boxes      annotations from {GALLERY / 'annotations.json'}" in lines
+
+
+def test_a_bad_top_k_is_refused_alike_by_evaluate_query_and_the_cli(resnet_index):
+    ground_truth, searcher = QUERY / "ground_truth.json", Searcher(resnet_index, device="cpu")
+    for top_k, message in [
+        (0, "--top-k 0 must be at least 1"),
+        (-2, "--top-k -2 must be at least 1"),
+        (1.5, "--top-k 1.5 must be a whole number"),
+        (float("nan"), "--top-k nan must be a whole number"),
+    ]:
+        with pytest.raises(SettingsError) as from_evaluate:
+            evaluate(resnet_index, ground_truth, top_k, searcher=searcher)
+        with pytest.raises(SettingsError) as from_query:
+            searcher.query(GALLERY / "scene_000.jpg", top_k=top_k)
+        assert str(from_evaluate.value) == str(from_query.value) == message
+    result = cli("evaluate", "--index", resnet_index, "--ground-truth", ground_truth, "--top-k", "-2")
+    assert result.exit_code == 1 and result.stderr == "error: --top-k -2 must be at least 1\n"
 
 
 def test_resnet50_demo_mean_average_precision_is_far_above_chance(resnet_index):
@@ -145,8 +170,11 @@ def test_save_vis_writes_the_query_beside_its_results(resnet_index, tmp_path):
             "0,0,700,100",
             "error: box 0,0,700,100 lies outside the 640x480 image: need 0 <= x1 < x2 <= 640, 0 <= y1 < y2 <= 480",
         ),
-        ("10,10,10,50", "error: box 10,10,10,50 has zero or negative area: need x1 < x2 and y1 < y2"),
-        ("1,2,3", "error: box '1,2,3' must be four numbers x1,y1,x2,y2 (got 3 values)"),
+        (
+            "10,10,10,50",
+            "error: box 10,10,10,50 has zero or negative area in the 640x480 image: need x1 < x2 and y1 < y2",
+        ),
+        ("1,2,3", "error: box '1,2,3' must be four numbers x1,y1,x2,y2 within the 640x480 image (got 3 values)"),
     ],
 )
 def test_bad_query_boxes_fail_with_one_line(resnet_index, box, message):

@@ -112,7 +112,24 @@ def test_remove_files_and_folders(gallery, tmp_path, monkeypatch):
         remove_images(tmp_path / "index", ["scene_1.jpg", "nope.jpg"])
     assert len(vectors_by_path(tmp_path / "index")) == 3
     result = CliRunner().invoke(main, ["remove", "--index", str(tmp_path / "index"), "scene_1.jpg"])
-    assert result.exit_code == 0 and result.output == f"removed 1 images from {tmp_path / 'index'}\n"
+    assert result.exit_code == 0 and result.output == f"removed 1 image from {tmp_path / 'index'}\n"
+
+
+def test_removing_the_gallery_folder_removes_every_image(gallery, tmp_path, monkeypatch):
+    build_index(gallery, tmp_path / "index", WHOLE, progress=False)
+    with pytest.raises(StoreError, match="an empty path names no image"):
+        remove_images(tmp_path / "index", [""])
+    monkeypatch.chdir(tmp_path)  # "." here is not the gallery: not in the index
+    with pytest.raises(StoreError, match=r"^\. is not in index"):
+        remove_images(tmp_path / "index", ["."])
+    monkeypatch.chdir(gallery)  # "." inside the gallery is the gallery folder itself
+    everything = sorted(vectors_by_path(tmp_path / "index"))
+    assert len(everything) == 5 and remove_images(tmp_path / "index", ["."]) == everything
+    assert vectors_by_path(tmp_path / "index") == {}
+    build_index(gallery, tmp_path / "index", WHOLE, progress=False)
+    result = CliRunner().invoke(main, ["remove", "--index", str(tmp_path / "index"), str(gallery)])
+    assert result.exit_code == 0 and result.output == f"removed 5 images from {tmp_path / 'index'}\n"
+    assert vectors_by_path(tmp_path / "index") == {}
 
 
 def test_settings_that_change_the_vectors_are_refused_unless_rebuild(gallery, tmp_path):

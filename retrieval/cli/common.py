@@ -7,9 +7,11 @@ import logging
 import sys
 
 import click
+from click.exceptions import NoArgsIsHelpError
 
 from ..errors import RetrievalError
 from ..models.names import DEVICES, PRECISIONS
+from ..text import plural
 
 WEIGHTS_HELP = (
     "'default' (torchvision's, downloaded to the torch cache on first use), "
@@ -17,16 +19,59 @@ WEIGHTS_HELP = (
 )
 
 
+class OneLineError(click.ClickException):
+    """An error the CLI shows as ``error: <message>`` on one stderr line, exiting ``exit_code``."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(" ".join(message.split()))
+        self.exit_code = exit_code
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def one_line(error: click.ClickException) -> OneLineError:
+    """Click's own errors as one line: a usage error (exit 2) points to the command's ``--help``."""
+    if isinstance(error, OneLineError):
+        return error
+    message = error.format_message().rstrip(".")
+    if isinstance(error, click.UsageError):
+        command = error.ctx.command_path if error.ctx else "retrieval"
+        message = f"{message} (see '{command} --help')"
+    return OneLineError(message, error.exit_code)
+
+
+class OneLineErrors(click.Group):
+    """The ``retrieval`` group: click's errors in any subcommand end as one ``error:`` line on stderr.
+
+    Usage errors (unknown option, missing argument, a value click refuses, a missing path) exit 2; user
+    errors (a ``RetrievalError``, through ``user_errors``) exit 1. ``--help`` and a bare ``retrieval`` show help.
+    """
+
+    def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except NoArgsIsHelpError:
+            raise
+        except click.ClickException as error:
+            raise one_line(error) from None
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as error:
+            raise one_line(error) from None
+
+
 def user_errors(command):
-    """Print a ``RetrievalError`` as one line on stderr and exit 1; other errors keep their traceback."""
+    """Show a ``RetrievalError`` as one ``error:`` line on stderr and exit 1; other errors keep their traceback."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
         except RetrievalError as error:
-            click.echo(f"error: {error}", err=True)
-            sys.exit(1)
+            raise OneLineError(str(error)) from None
 
     return wrapper
 
@@ -81,7 +126,7 @@ def detection_options(command):
 
 
 def print_skipped(skipped: list[tuple[str, str]]) -> None:
-    click.echo(f"skipped {len(skipped)} files" + (":" if skipped else ""))
+    click.echo(f"skipped {plural(len(skipped), 'file')}" + (":" if skipped else ""))
     for path, reason in skipped:
         click.echo(f"  {path}: {reason}")
 

@@ -19,6 +19,7 @@ from .common import (
 )
 from ..images import DEFAULT_MAX_PIXELS
 from ..models.names import DETECTOR_NAMES
+from ..text import plural
 
 
 @click.command()
@@ -68,7 +69,8 @@ def detect(
         weights, resolve_device(device), min_size, max_size, score_threshold, max_objects, wanted, precision, detector
     )
     summary = detect_images(images, out_dir, model, max_pixels, progress=not quiet)
-    click.echo(f"{summary.detections} objects in {summary.images} images; pictures and {summary.results} written")
+    found = f"{plural(summary.detections, 'object')} in {plural(summary.images, 'image')}"
+    click.echo(f"{found}; pictures and {summary.results} written")
     print_skipped(summary.skipped)
 
 
@@ -122,7 +124,7 @@ def train_detector_command(data_dir, out, resume, quiet, **options):
     best = max(history, key=lambda row: row["mAP"])
     paths = output_paths(out)
     click.echo(
-        f"trained {options['detector']} for {len(history)} epochs; best val mAP {best['mAP']:.4f} "
+        f"trained {options['detector']} for {plural(len(history), 'epoch')}; best val mAP {best['mAP']:.4f} "
         f"(mAP50 {best['mAP50']:.4f}) at epoch {best['epoch']}: {paths['best']}; last: {paths['last']}; "
         f"log: {paths['csv']}, {paths['plot']}"
     )
@@ -148,7 +150,8 @@ def evaluate_detector_command(data_dir, checkpoint, split, score_threshold, devi
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
-    click.echo(f"{report['images']} {split} images; precision/recall/F1 at IoU 0.5, score >= {score_threshold}")
+    images = plural(report["images"], f"{split} image")
+    click.echo(f"{images}; precision/recall/F1 at IoU 0.5, score >= {score_threshold}")
     click.echo(f"{'class':<20} {'gt':>5} {'det':>5} {'P':>6} {'R':>6} {'F1':>6} {'IoU':>6} {'AP':>6} {'AP50':>6}")
     rows = [*report["per_class"].items(), ("all", {**report["overall"], "AP": report["mAP"], "AP50": report["mAP50"]})]
     for name, row in rows:

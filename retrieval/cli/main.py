@@ -21,6 +21,7 @@ from .common import (
     detection_options,
     device_option,
     index_option,
+    OneLineErrors,
     json_option,
     precision_option,
     print_skipped,
@@ -36,10 +37,12 @@ from ..index.remove import remove_images
 from ..search.searcher import GROUPS, Searcher
 from ..models.registry import EMBEDDERS
 from ..settings import OBJECT_SOURCES, IndexSettings
+from ..text import plural
+from ..validation import check_int
 from ..tools.visualize import results_picture, save_picture
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineErrors, name="retrieval", context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="retrieval")
 def main() -> None:
     """Object retrieval: index the objects in a folder of photos, then find where else an object appears.
@@ -123,9 +126,10 @@ def index(gallery, index_dir, rebuild, prune, max_pixels, commit_every, quiet, *
     """Create or update an index of every image under GALLERY (recursively).
 
     \b
-    Images: jpg, jpeg, png, bmp, webp, tif, tiff in any case; EXIF orientation
-    applied; every colour mode converted to RGB. Files that cannot be read are
-    skipped, recorded with their reason and listed at the end.
+    Images: jpg, jpeg, png, bmp, webp, tif, tiff, gif in any case (the first
+    frame of animations); EXIF orientation applied; every colour mode
+    converted to RGB. Files that cannot be read are skipped, recorded with
+    their reason and listed at the end.
 
     \b
     On an existing index: new images are added, changed ones re-indexed,
@@ -148,12 +152,13 @@ def index(gallery, index_dir, rebuild, prune, max_pixels, commit_every, quiet, *
     processed = summary.added + summary.updated
     rate = processed / summary.seconds if summary.seconds else 0.0
     click.echo(
-        f"indexed {summary.images} images, {summary.objects} objects into {index_dir}"
+        f"indexed {plural(summary.images, 'image')}, {plural(summary.objects, 'object')} into {index_dir}"
         f"{' (rebuilt)' if summary.rebuilt else ''}: {summary.added} new, {summary.updated} changed, "
         f"{summary.unchanged} unchanged, {summary.removed} removed, in {summary.seconds:.1f} s ({rate:.2f} images/s)"
     )
     if summary.gone:
-        click.echo(f"{len(summary.gone)} indexed images are gone from the gallery; --prune removes them")
+        gone = plural(len(summary.gone), "indexed image")
+        click.echo(f"{gone} {'is' if len(summary.gone) == 1 else 'are'} gone from the gallery; --prune removes them")
     print_skipped(summary.skipped)
 
 
@@ -165,7 +170,7 @@ def remove(index_dir, paths):
     """Remove images from an index: PATHS are files or folders, relative to the gallery or to here."""
     configure_logging(quiet=True)
     removed = remove_images(index_dir, paths)
-    click.echo(f"removed {len(removed)} images from {index_dir}")
+    click.echo(f"removed {plural(len(removed), 'image')} from {index_dir}")
 
 
 @main.command()
@@ -190,9 +195,10 @@ def remove(index_dir, paths):
 def query(image, index_dir, box, top_k, group, as_json, save_vis, device, precision):
     """Find the gallery objects most similar to the BOX in IMAGE (cosine similarity)."""
     configure_logging(quiet=True)
-    query_box = parse_box(box) if box else None
-    searcher = Searcher(index_dir, device=device, precision=precision)
+    check_int("--top-k", top_k, low=1)  # the check rank() makes, here before the models load
     loaded = load_image(image)
+    query_box = parse_box(box, loaded.width, loaded.height) if box is not None else None
+    searcher = Searcher(index_dir, device=device, precision=precision)
     results = searcher.query(loaded, query_box, top_k=top_k, group=group)
     if save_vis:
         save_picture(results_picture(loaded.rgb, query_box, results), save_vis)
@@ -235,7 +241,7 @@ def evaluate(index_dir, ground_truth, top_k, as_json, device, precision):
         "  ".join(["mean".ljust(28), f"{report['mAP']:.3f}".rjust(6)] + [f"{report[n]:.3f}".rjust(9) for n in names])
     )
     click.echo(
-        f"mAP {report['mAP']:.3f} over {len(report['queries'])} queries "
+        f"mAP {report['mAP']:.3f} over {plural(len(report['queries']), 'query', 'queries')} "
         f"(a random ranking would score {report['chance_mAP']:.3f})"
     )
 
@@ -271,7 +277,7 @@ def info(index_dir, as_json):
     )
     settings = manifest["settings"]
     click.echo(
-        f"objects    {settings['objects']}" + (f" from {settings['annotations']}" if settings["annotations"] else "")
+        f"boxes      {settings['objects']}" + (f" from {settings['annotations']}" if settings["annotations"] else "")
     )
     click.echo(f"skipped    {len(details['skipped'])}")
     for entry in details["skipped"]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .common import configure_logging, device_option, index_option, precision_option, user_errors
+from ..text import plural
 from ..tools.export import FORMATS as EXPORT_FORMATS
 from ..tools.export import export_index
 
@@ -62,4 +63,4 @@ def serve(index_dir, host, port, device, precision, max_upload_mb, max_pixels, p
 def export(index_dir, out_format, out_dir, quiet):
     """Write the index's embeddings in the formats earlier projects produced."""
     written = export_index(index_dir, out_format, out_dir, progress=not quiet)
-    click.echo(f"wrote {len(written)} files to {out_dir}")
+    click.echo(f"wrote {plural(len(written), 'file')} to {out_dir}")

@@ -68,13 +68,15 @@ def check_index_type(index_type: str, dimension: int | None = None) -> None:
     if index_type in INDEX_TYPES:
         return
     try:
-        faiss.index_factory(dimension or 64, index_type, faiss.METRIC_INNER_PRODUCT)
+        ivf = _ivf_of(faiss.index_factory(dimension or 64, index_type, faiss.METRIC_INNER_PRODUCT))
     except RuntimeError as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else "not understood"
         raise SettingsError(
             f"--index-type {index_type!r} is neither one of {', '.join(INDEX_TYPES)} nor a FAISS factory string "
             f"FAISS can build ({first[:200]})"
         ) from None
+    if ivf is not None and ivf.nlist < 1:
+        raise SettingsError(f"--index-type {index_type!r} has no inverted lists: IVF needs a list count of at least 1")
 
 
 def plan_for(index_type: str, count: int, dimension: int, current: IndexPlan = FLAT) -> IndexPlan:

@@ -15,10 +15,11 @@ def remove_images(index_dir: str | os.PathLike, paths: Iterable[str]) -> list[st
     """Remove the given images, their objects and vectors, in one commit; return the gallery paths removed.
 
     A path may be relative to the gallery root, relative to the current folder, or absolute, and may
-    name a folder (everything indexed under it is removed). A path that matches nothing is an error
-    and nothing is removed.
+    name a folder (everything indexed under it is removed; the gallery folder itself: every image). A path
+    that matches nothing, or an empty one, is an error and nothing is removed.
     """
     index_dir = Path(index_dir).absolute()
+    active_store(index_dir)  # a missing or non-index folder is refused before the lock would create it
     with IndexLock(index_dir):
         writer = StoreWriter.open(active_store(index_dir))
         try:
@@ -26,6 +27,8 @@ def remove_images(index_dir: str | os.PathLike, paths: Iterable[str]) -> list[st
             known = list(writer.items())
             targets: set[str] = set()
             for given in paths:
+                if not given.strip():
+                    raise StoreError(f"an empty path names no image of index {index_dir}; nothing was removed")
                 matched = _matches(given, root, known)
                 if not matched:
                     raise StoreError(f"{given} is not in index {index_dir} (gallery {root}); nothing was removed")
@@ -42,6 +45,8 @@ def _matches(given: str, root: Path, known: list[str]) -> list[str]:
     """Known gallery paths that ``given`` names (as gallery-relative, or as a real path inside the gallery)."""
     candidates = [PurePosixPath(given).as_posix()]
     relative_to_root = os.path.relpath(Path(given).absolute(), root)
+    if relative_to_root == ".":  # the gallery folder itself (not a gallery-relative ".", which is ambiguous)
+        return list(known)
     if not relative_to_root.startswith(".."):
         candidates.insert(0, PurePosixPath(Path(relative_to_root)).as_posix())
     for candidate in candidates:

@@ -81,6 +81,9 @@ def build_index(
         max_pixels: skip images with more pixels than this, before decoding.
         commit_seconds: make progress durable at least this often (0: after every batch).
     """
+    max_pixels, commit_seconds = check_int("--max-pixels", max_pixels, low=1), check_float(
+        "--commit-every", commit_seconds, low=0
+    )
     started = time.perf_counter()
     options = BuildOptions(rebuild, prune, max_pixels, commit_seconds, progress)
     index_dir = Path(index_dir).absolute()

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import GroundTruthError, RetrievalError
+from ..validation import check_int
 from .metrics import average_precision, chance_average_precision, precision_at_k, recall_at_k
 from .searcher import Searcher
 
@@ -35,12 +36,7 @@ class GroundTruthQuery:
 def load_ground_truth(path: str | os.PathLike) -> list[GroundTruthQuery]:
     """Read and check a ground-truth file; errors name the query entry at fault."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise GroundTruthError(f"ground truth {path} cannot be read ({error.strerror or error})") from None
-    except json.JSONDecodeError as error:
-        raise GroundTruthError(f"ground truth {path} is not valid JSON: {error.msg} at line {error.lineno}") from None
+    data = _read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("queries"), list) or not data["queries"]:
         raise GroundTruthError(f"ground truth {path} needs a non-empty 'queries' list")
     base = path.absolute().parent
@@ -84,8 +80,10 @@ def evaluate(
 ) -> dict:
     """Score every ground-truth query; return ``{"mAP", "P@1", "P@5", "P@10", "recall@k", "chance_mAP", "queries"}``.
 
-    ``queries`` holds the same metrics per query, with its image, box and number of positives.
+    ``queries`` holds the same metrics per query, with its image, box and number of positives. ``top_k``
+    (at least 1) and the ground truth are checked before the index and its models are loaded.
     """
+    top_k = check_int("--top-k", top_k, low=1)
     queries = load_ground_truth(ground_truth)
     searcher = searcher or Searcher(index_dir, device=device, precision=precision)
     snapshot = searcher.snapshot
@@ -124,6 +122,21 @@ def evaluate(
     report["chance_mAP"] = _mean(per_query, "chance_AP")
     report["queries"] = per_query
     return report
+
+
+def _read_json(path: Path):
+    """The JSON value in ``path``; ``GroundTruthError`` when it is not a regular file (a folder, a pipe),
+    cannot be read, or is not UTF-8 JSON."""
+    if not path.is_file():
+        raise GroundTruthError(f"ground truth {path} is not a file: give the ground-truth JSON file")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise GroundTruthError(f"ground truth {path} cannot be read ({error.strerror or error})") from None
+    except UnicodeDecodeError:
+        raise GroundTruthError(f"ground truth {path} is not UTF-8 text: give the ground-truth JSON file") from None
+    except json.JSONDecodeError as error:
+        raise GroundTruthError(f"ground truth {path} is not valid JSON: {error.msg} at line {error.lineno}") from None
 
 
 def _normalise(base: Path, path: str) -> str:

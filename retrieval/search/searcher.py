@@ -15,10 +15,11 @@ from typing import Sequence
 import numpy as np
 
 from ..boxes import validate_box, whole_image_box
-from ..errors import SettingsError, StoreError
+from ..errors import StoreError
 from ..images import LoadedImage, load_image
 from ..models import Embedder, build_embedder, resolve_device
 from ..index.snapshot import IndexSnapshot, committed_version
+from ..validation import check_choice, check_int
 
 GROUPS = ("image", "object")
 
@@ -161,10 +162,7 @@ def embed_box(embedder: Embedder, image: LoadedImage | str | os.PathLike, box: S
 def rank(snap: IndexSnapshot, vector: np.ndarray, top_k: int = 10, group: str = "image") -> list[SearchResult]:
     """The ``top_k`` best objects of ``snap`` by inner product with ``vector`` (``(D,)``), or with
     ``group="image"`` the best images, each represented by its best object."""
-    if group not in GROUPS:
-        raise SettingsError(f"unknown grouping {group!r}: use one of {', '.join(GROUPS)}")
-    if top_k < 1:
-        raise SettingsError(f"--top-k {top_k} must be at least 1")
+    top_k, group = check_int("--top-k", top_k, low=1), check_choice("--group", group, GROUPS)
     total = len(snap.vectors)
     if total == 0:
         return []
