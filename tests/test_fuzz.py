@@ -78,6 +78,7 @@ def floats(low: float, high: float | None = None, low_allowed: bool = True) -> l
 
 
 CHOICE = [(value, USAGE) for value in ("", "nope", "ünïcödé ☃", "AUTO")]
+REGISTERED = [(value, USER) for value in ("", "nope", "ünïcödé ☃", "ROI")]  # a registry's name, checked by the API
 FLAG = [("yes", USAGE)]  # given as --flag=yes
 FRACTION, POSITIVE, NON_NEGATIVE = floats(0, 1), floats(0, low_allowed=False), floats(0)
 READ_FOLDER = [("{missing}", USAGE), ("{plain}", USAGE), ("{dangling}", USAGE), ("", USAGE), ("{pipe}", USER)]
@@ -117,7 +118,7 @@ SPECS = {
         {
             "GALLERY": READ_FOLDER,
             "--index": [("{plain}", USAGE), ("{dangling}", USER), ("{pipe}", USER), ("{plain}/index", USER)],
-            "--embedder": CHOICE,
+            "--embedder": REGISTERED,
             "--objects": CHOICE,
             "--annotations": _with(
                 [(path, USAGE) for path in ("{missing}", "{dangling}", "")]
