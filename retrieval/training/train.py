@@ -283,7 +283,8 @@ def _resume(last: Path, model, optimizer, scheduler, settings: TrainSettings, da
 
 def _write_log(history: list[dict], paths: dict[str, Path]) -> None:
     text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(history[0]), lineterminator="\n")
+    columns = list(dict.fromkeys(name for row in history for name in row))  # rows resumed from older runs lack some
+    writer = csv.DictWriter(text, fieldnames=columns, restval="", lineterminator="\n")
     writer.writeheader()
     writer.writerows(history)
     atomic_write_text(paths["csv"], text.getvalue())

@@ -3,6 +3,7 @@ box, and the detector's objects in an uploaded image. Boxes are ``[x1, y1, x2, y
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -10,6 +11,7 @@ from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
 
 from ...boxes import parse_box
 from ...index.snapshot import IndexSnapshot
+from ...models import Embedder
 from ...search.searcher import GROUPS, SearchResult, embed_box, rank
 from ...sources.images import LoadedImage
 from ...validation import check_choice, check_int
@@ -95,8 +97,8 @@ def _search_options(state: ServerState, top_k: int, group: str) -> tuple[int, st
 def _ranked(
     state: ServerState,
     snap: IndexSnapshot,
-    embedder,
-    image: LoadedImage | str,
+    embedder: Embedder,
+    image: LoadedImage | Path,
     box: Sequence[float] | None,
     top_k: int,
     group: str,
