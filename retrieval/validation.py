@@ -39,6 +39,30 @@ def check_choice(name: str, value: object, choices: Iterable[str]) -> str:
     return str(value)
 
 
+MIN_INPUT_SIDE = 32  # one cell of the detector backbone's coarsest stride
+
+
+def check_input_size(min_size: object, max_size: object) -> tuple[int, int]:
+    """The detector's input size (``--min-size``, ``--max-size``): ``32 <= min_size <= max_size``."""
+    min_size = check_int("--min-size", min_size, low=MIN_INPUT_SIDE)
+    max_size = check_int("--max-size", max_size)
+    if max_size < min_size:
+        raise SettingsError(f"--max-size {max_size} must be at least --min-size ({min_size})")
+    return min_size, max_size
+
+
+def check_detector_input(
+    min_size: object, max_size: object, score_threshold: object, max_objects: object
+) -> tuple[int, int, float, int]:
+    """The detector settings ``retrieval detect`` and ``retrieval index`` share, checked in one place:
+    the input size (``check_input_size``), ``--score-threshold`` in [0, 1], ``--max-objects`` at least 1."""
+    return (
+        *check_input_size(min_size, max_size),
+        check_float("--score-threshold", score_threshold, 0.0, 1.0),
+        check_int("--max-objects", max_objects, low=1),
+    )
+
+
 def _check_range(name: str, number: float, low: float | None, high: float | None) -> None:
     if low is not None and high is not None and not low <= number <= high:
         raise SettingsError(f"{name} {_plain(number)} must lie between {_plain(low)} and {_plain(high)}")
@@ -50,4 +74,3 @@ def _check_range(name: str, number: float, low: float | None, high: float | None
 
 def _plain(number: float) -> str:
     return str(int(number)) if float(number).is_integer() else f"{number:g}"
-

@@ -72,6 +72,12 @@ def results(page) -> list[dict]:
     )
 
 
+def test_the_page_says_the_index_was_built_with_random_weights(page):
+    notice = page.locator("#weights-notice")
+    notice.wait_for(state="visible")
+    assert "RANDOM weights: this index's embedder had seeded random weights" in notice.text_content()
+
+
 def test_upload_draw_a_box_and_see_the_expected_top_result(page, server):
     entry = next(
         q for q in json.loads((QUERY / "ground_truth.json").read_text())["queries"] if q["image"] == QUERY_ENTRY

@@ -14,6 +14,9 @@ from pycocotools.coco import COCO
 
 from retrieval import IndexSettings, Searcher, build_index
 from retrieval.cli.main import main
+from retrieval.models.detectors.architectures import build_architecture
+from retrieval.models.detectors.checkpoint import save_checkpoint
+from retrieval.models.weights import seeded_init
 from retrieval.tools.export import embedding_file_name
 
 from tests.conftest import GALLERY, RANDOM_WHOLE, SMALL_MAX_SIZE, SMALL_MIN_SIZE, random_detect
@@ -39,6 +42,7 @@ def test_detect_draws_every_image_and_writes_coco_detections(tmp_path):
     assert result.exit_code == 0, result.output
     assert "12 objects in 3 images" in result.output and "skipped 2 files" in result.output
     assert "broken.jpg: not an image file" in result.output and "missing.jpg: no such file" in result.output
+    assert result.output.count("broken.jpg") == 1  # the reason does not repeat the path
     for name in ("photos/scene_000.jpg", "photos/scene_001.jpg", "scene_002.jpg"):
         drawn = np.asarray(Image.open(tmp_path / "out" / name).convert("RGB"), dtype=np.int16)
         original = np.asarray(Image.open(GALLERY / name.split("/")[-1]).convert("RGB"), dtype=np.int16)
@@ -58,6 +62,39 @@ def test_detect_draws_every_image_and_writes_coco_detections(tmp_path):
             assert 0 <= annotation["score"] <= 1 and annotation["category_id"] in coco.cats
     results = coco.loadRes(coco.dataset["annotations"])  # also valid as a COCO results file
     assert len(results.getAnnIds()) == 12
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--min-size", 0, "--min-size 0 must be at least 32"),
+        ("--max-size", 100, "--max-size 100 must be at least --min-size (320)"),
+        ("--max-objects", -3, "--max-objects -3 must be at least 1"),
+        ("--score-threshold", 1.5, "--score-threshold 1.5 must lie between 0 and 1"),
+    ],
+)
+def test_detect_refuses_detector_settings_out_of_range_in_one_line(tmp_path, option, value, message):
+    settings = {"--min-size": SMALL_MIN_SIZE, "--max-size": SMALL_MAX_SIZE, option: value}
+    given = [str(part) for pair in settings.items() for part in pair]
+    result = cli("detect", GALLERY / "scene_000.jpg", "--out", tmp_path / "out", "--weights", "random", *given)
+    assert result.exit_code == 1 and result.output == f"error: {message}\n"
+    assert not (tmp_path / "out").exists()
+
+
+def test_detect_with_a_checkpoint_labels_and_numbers_objects_with_its_own_classes(tmp_path):
+    classes = ["square", "disc", "bar"]
+    with seeded_init(seed=1):
+        model = build_architecture("mobilenet_v3_large_320_fpn", len(classes) + 1, 160, 240)
+    save_checkpoint(tmp_path / "mine.pt", model, "mobilenet_v3_large_320_fpn", classes)
+    options = ["--detector", tmp_path / "mine.pt", "--score-threshold", "0", "--max-objects", "3"]
+    result = cli("detect", GALLERY / "scene_000.jpg", "--out", tmp_path / "out", *options, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "3 objects in 1 image;" in result.output
+    coco = COCO(str(tmp_path / "out" / "detections.json"))
+    assert coco.dataset["categories"] == [{"id": i + 1, "name": name} for i, name in enumerate(classes)]
+    assert coco.dataset["info"]["detector"]["classes"] == classes
+    for annotation in coco.dataset["annotations"]:
+        assert annotation["category_id"] in (1, 2, 3)
 
 
 def test_detections_of_a_folder_index_it_with_those_boxes(tmp_path):

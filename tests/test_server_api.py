@@ -2,9 +2,9 @@
 gallery is ever served. The real server on loopback is in test_server_live.py, the page in test_browser.py."""
 
 import io
-import json
 import os
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,6 +13,7 @@ from PIL import Image
 
 from retrieval import IndexSettings, Searcher, build_index
 from retrieval.server import ServerLimits, ServerState, create_app
+from retrieval.server.routes.service import random_weights
 
 from tests.conftest import ANNOTATED_RESNET, GALLERY, QUERY, random_detect
 
@@ -52,6 +53,7 @@ def test_health_info_and_image_listing(client, served):
     assert health["status"] == "ok" and health["images"] == 41 and health["objects"] == 120
     info = client.get("/api/info").json()
     assert info["embedder"] == "resnet50" and info["dimension"] == 2048 and info["detector"] is False
+    assert info["random_weights"] == ["embedder"]  # the page shows a notice for these
     paths = [image["path"] for image in client.get("/api/images", params={"limit": 1000}).json()["images"]]
     assert paths == sorted(paths) and paths[0] == "linked.jpg" and len(paths) == 41
     listing = client.get("/api/images", params={"limit": 5, "offset": 2}).json()
@@ -59,6 +61,17 @@ def test_health_info_and_image_listing(client, served):
     detail = client.get(f"/api/images/{listing['images'][0]['image_id']}").json()
     assert detail["path"] == listing["images"][0]["path"] and (detail["width"], detail["height"]) == (640, 480)
     assert len(detail["boxes"]) == 3 and all(len(b["box"]) == 4 for b in detail["boxes"])
+
+
+def test_random_weights_lists_only_the_models_with_seeded_random_weights():
+    def snapshot(embedder_source, detector_source):
+        detector = None if detector_source is None else {"weights": {"source": detector_source}}
+        embedder = {"weights": {"source": embedder_source}}
+        return SimpleNamespace(manifest=SimpleNamespace(embedder=embedder, detector=detector))
+
+    assert random_weights(snapshot("file", None)) == []
+    assert random_weights(snapshot("default", "random")) == ["detector"]
+    assert random_weights(snapshot("random", "default")) == ["embedder"]
 
 
 def test_pictures_are_jpegs_of_the_gallery_image_and_its_thumbnail(client):
@@ -105,15 +118,37 @@ def test_query_by_gallery_image_and_by_object_finds_that_object_first(client):
         ({"box": "4,153,907,270"}, 400, "outside"),
         ({"box": "1,2,3"}, 400, "four numbers"),
         ({"box": "10,10,10,50"}, 400, "box"),
-        ({"top_k": "0"}, 422, "top_k"),
-        ({"top_k": "101"}, 422, "top_k"),
-        ({"group": "scene"}, 422, "group"),
+        ({"top_k": "0"}, 422, "top_k 0 must lie between 1 and 100"),
+        ({"top_k": "101"}, 422, "top_k 101 must lie between 1 and 100"),
+        ({"top_k": "ten"}, 422, "top_k 'ten' must be a whole number"),
+        ({"group": "scene"}, 422, "unknown group 'scene': use one of image, object"),
     ],
 )
-def test_bad_query_values_get_a_4xx_that_names_them(client, form, status, message):
+def test_bad_query_values_get_a_4xx_whose_detail_is_one_line_naming_them(client, form, status, message):
     answer = client.post("/api/query", **upload(**form))
     assert answer.status_code == status
-    assert message in json.dumps(answer.json()["detail"])
+    detail = answer.json()["detail"]
+    assert isinstance(detail, str) and "\n" not in detail and message in detail
+
+
+@pytest.mark.parametrize(
+    "method, route, form, detail",
+    [
+        ("get", "/api/images?offset=-1", None, "offset -1 must be at least 0"),
+        ("get", "/api/images?limit=0", None, "limit 0 must lie between 1 and 1000"),
+        ("get", "/api/images?limit=many", None, "limit 'many' must be a whole number"),
+        ("get", "/api/images/abc", None, "image_id 'abc' must be a whole number"),
+        ("get", "/api/images/1.5/thumbnail", None, "image_id '1.5' must be a whole number"),
+        ("get", "/api/objects/first/similar", None, "object_id 'first' must be a whole number"),
+        ("get", "/api/objects/1/similar?top_k=0", None, "top_k 0 must lie between 1 and 100"),
+        ("get", "/api/objects/1/similar?group=all", None, "unknown group 'all': use one of image, object"),
+        ("post", "/api/query", {"image_id": "five"}, "image_id 'five' must be a whole number"),
+        ("post", "/api/detect", {"box": "1,2,3,4"}, "image is required"),
+    ],
+)
+def test_every_route_answers_bad_values_with_a_422_detail_string(client, method, route, form, detail):
+    answer = getattr(client, method)(route, **({"data": form} if form else {}))
+    assert answer.status_code == 422 and answer.json() == {"detail": detail}
 
 
 def test_bad_uploads_and_unknown_ids_get_clear_4xx(client, tmp_path):
@@ -183,7 +218,8 @@ def test_detect_endpoint_on_an_index_with_a_detector(tmp_path):
     shutil.copy(GALLERY / "scene_000.jpg", gallery)
     build_index(gallery, tmp_path / "index", random_detect(3), progress=False)
     client = TestClient(create_app(ServerState(tmp_path / "index", device="cpu")))
-    assert client.get("/api/info").json()["detector"] is True
+    info = client.get("/api/info").json()
+    assert info["detector"] is True and info["random_weights"] == ["embedder", "detector"]
     found = client.post("/api/detect", **upload(GALLERY / "scene_000.jpg")).json()
     assert (found["width"], found["height"]) == (640, 480) and len(found["objects"]) == 3
     for item in found["objects"]:

@@ -2,7 +2,10 @@
 
 import json
 import shutil
+import socket
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -119,3 +122,28 @@ def test_a_running_server_answers_from_one_state_while_the_index_grows_and_then_
         assert all(r["path"] == r["image"].rsplit("/", 1)[1] for r in results)
     counts = {body["generation"]: len(body["results"]) for _, body in answers}
     assert counts[generations[0]] == 20 and counts[generations[-1]] == 40
+
+
+def serve_command(index, port: int) -> subprocess.CompletedProcess:
+    """``retrieval serve`` that must stop by itself (on a bad or busy port), with its output."""
+    command = [sys.executable, "-m", "retrieval.cli.main", "serve", "--index", str(index), "--port", str(port)]
+    return subprocess.run([*command, "--device", "cpu"], capture_output=True, text=True, timeout=120)
+
+
+def test_serve_refuses_a_port_out_of_range_before_anything_else(tmp_path):
+    done = serve_command(tmp_path / "no-index", 99999)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr == "error: --port 99999 must lie between 1 and 65535\n"
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line(tmp_path):
+    build_index(GALLERY, tmp_path / "index", RANDOM_WHOLE, progress=False)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = serve_command(tmp_path / "index", port)
+    assert done.returncode == 1 and done.stdout == "" and "serving" not in done.stderr
+    assert done.stderr == (
+        f"error: port {port} on 127.0.0.1 is in use (another server is listening there); choose another with --port\n"
+    )

@@ -28,7 +28,7 @@ from retrieval.models.weights import seeded_init
 from retrieval.training.data import load_detection_data
 from retrieval.training.evaluate import predict, score
 from retrieval.training.metrics import ImageDetections, coco_map
-from retrieval.training.train import TrainingImages, TrainSettings, output_paths, train_detector
+from retrieval.training.train import TrainingImages, TrainSettings, output_paths, train_detector, warmup_schedule
 
 from tests.conftest import GALLERY
 from tests.synthetic_detection import CLASSES, SIZE, write_yolo_dataset
@@ -125,6 +125,28 @@ def test_a_few_epochs_lower_the_loss_and_write_checkpoints_and_logs(trained):
     assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_default_lr_from_random_weights_warms_up_and_stays_finite_in_epoch_one(dataset, tmp_path):
+    """torchvision's warm-up: the lr starts at lr/1000 and reaches lr after the epoch's steps - 1 (here 3 of 4)."""
+    settings = TrainSettings(**{**FAST, "lr": TrainSettings.lr, "epochs": 1})
+    assert settings.lr == 0.005 and (settings.warmup_iters, settings.warmup_factor) == (1000, 0.001)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=settings.lr)
+    warmup = warmup_schedule(optimizer, settings, steps_per_epoch=4)
+    rates = []
+    for _ in range(4):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        warmup.step()
+    assert rates == pytest.approx([0.005 * 0.001, 0.005 * (0.001 + 0.999 / 3), 0.005 * (0.001 + 2 * 0.999 / 3), 0.005])
+    history = train_detector(dataset, tmp_path / "warm.pt", settings, progress=False)
+    row = history[0]
+    assert all(np.isfinite(row[name]) for name in ("loss", "loss_classifier", "loss_box_reg", "loss_objectness"))
+    assert row["lr_start"] == pytest.approx(0.005 * 0.001) and row["lr"] == pytest.approx(0.005)
+    with open(output_paths(tmp_path / "warm.pt")["csv"], newline="") as handle:
+        logged = next(csv.DictReader(handle))
+    assert float(logged["lr_start"]) < float(logged["lr"]) == pytest.approx(0.005)  # the log shows the rise
+    assert read_checkpoint(tmp_path / "warm.pt")["settings"]["warmup_iters"] == 1000
+
+
 def test_a_checkpoint_round_trips(trained, dataset):
     out, _ = trained
     payload = torch.load(out, weights_only=True)  # nothing but tensors and plain values
@@ -136,7 +158,7 @@ def test_a_checkpoint_round_trips(trained, dataset):
     assert "optimizer" in last and len(last["history"]) == 2
     plain = torch.zeros(1)
     torch.save({"weights": plain}, out.parent / "plain.pt")
-    with pytest.raises(WeightsError, match="is not a detector checkpoint"):
+    with pytest.raises(WeightsError, match="plain.pt is a plain state_dict, not a detector checkpoint"):
         read_checkpoint(out.parent / "plain.pt")
 
 

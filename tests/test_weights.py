@@ -1,6 +1,7 @@
 """Weights: state_dict files in torchvision's format, the torch cache, offline failures, identities."""
 
 import hashlib
+import re
 import urllib.error
 
 import numpy as np
@@ -11,6 +12,8 @@ from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
 from retrieval.errors import WeightsError
 from retrieval.models import FasterRCNNModel, ResNet50Embedder
+from retrieval.models.detectors.architectures import build_architecture
+from retrieval.models.detectors.checkpoint import save_checkpoint
 from retrieval.models.detectors.faster_rcnn import build_faster_rcnn
 from retrieval.models.weights import seeded_init
 
@@ -55,29 +58,85 @@ def test_missing_file_is_named(tmp_path):
         ResNet50Embedder(str(tmp_path / "nope.pth"), torch.device("cpu"))
 
 
-def test_wrong_architecture_is_named(tmp_path):
-    path = tmp_path / "resnet.pth"
-    torch.save(resnet50(weights=None).state_dict(), path)
-    with pytest.raises(WeightsError, match=f"detector weights file {path} does not fit the detector architecture"):
-        FasterRCNNModel(str(path), torch.device("cpu"))
+STATE_DICT = "expected a state_dict saved with torch.save(model.state_dict())"
+CHECKPOINT = "expected a checkpoint written by 'retrieval train-detector'"
 
 
 class NotWeights:
     pass
 
 
-def test_pickled_objects_are_refused_not_unpickled(tmp_path):
-    path = tmp_path / "evil.pth"
-    torch.save({"model": NotWeights()}, path)
-    with pytest.raises(WeightsError, match="cannot be loaded as a state_dict with weights_only=True"):
-        ResNet50Embedder(str(path), torch.device("cpu"))
+def write_bad_file(path, kind):
+    """A file that is no state_dict: random bytes, text, empty, a pickled object, a pickle of a list."""
+    if kind == "random bytes":
+        path.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    elif kind == "text":
+        path.write_text("these are not weights\n")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "pickled object":
+        torch.save({"model": NotWeights()}, path)
+    elif kind == "list":
+        torch.save([torch.zeros(1)], path)
 
 
-def test_non_state_dict_is_refused(tmp_path):
-    path = tmp_path / "list.pth"
-    torch.save([torch.zeros(1)], path)
-    with pytest.raises(WeightsError, match="is not a state_dict"):
-        ResNet50Embedder(str(path), torch.device("cpu"))
+BAD_FILES = {
+    "random bytes": "is not a PyTorch state_dict (it is corrupt, or in another format)",
+    "text": "is not a PyTorch state_dict (it is corrupt, or in another format)",
+    "empty": "is empty (0 bytes)",
+    "pickled object": "holds a pickled Python object (tests.test_weights.NotWeights), not only tensors",
+}
+
+
+def one_line_error(build) -> str:
+    with pytest.raises(WeightsError) as error:
+        build()
+    message = str(error.value)
+    assert "\n" not in message and "weights_only=False" not in message and "Re-running" not in message
+    return message
+
+
+@pytest.mark.parametrize("kind", [*BAD_FILES, "list"])
+def test_a_bad_weights_file_is_named_with_what_is_expected(tmp_path, kind):
+    path = tmp_path / "mine.pth"
+    write_bad_file(path, kind)
+    message = one_line_error(lambda: ResNet50Embedder(str(path), torch.device("cpu")))
+    assert message.startswith(f"embedder weights file {path} ") and message.endswith(STATE_DICT)
+    assert BAD_FILES.get(kind, "holds a list, not a state_dict") in message
+
+
+@pytest.mark.parametrize("kind", [*BAD_FILES, "list"])
+def test_a_bad_detector_checkpoint_is_named_with_what_is_expected(tmp_path, kind):
+    path = tmp_path / "mine.pt"
+    write_bad_file(path, kind)
+    message = one_line_error(lambda: FasterRCNNModel("default", torch.device("cpu"), detector=str(path)))
+    assert str(path) in message and CHECKPOINT in message
+    assert BAD_FILES.get(kind, "holds a list that is not a checkpoint (format retrieval-detector/1)") in message
+
+
+def test_wrong_keys_are_counted_and_the_first_few_named_whole(tmp_path):
+    path = tmp_path / "resnet.pth"
+    torch.save(resnet50(weights=None).state_dict(), path)
+    message = one_line_error(lambda: FasterRCNNModel(str(path), torch.device("cpu")))
+    assert message.startswith(f"detector weights file {path} does not fit the detector architecture: ")
+    detector_keys = set(build_faster_rcnn().state_dict())
+    missing = re.search(r"(\d+) keys missing \(([^)]*), and (\d+) more\)", message)
+    assert missing, message
+    named = missing.group(2).split(", ")
+    assert len(named) == 3 and set(named) <= detector_keys  # whole key names
+    assert int(missing.group(1)) == 3 + int(missing.group(3)) == len(detector_keys - set(resnet50().state_dict()))
+    unexpected = re.search(r"(\d+) unexpected keys \(([^)]*), and \d+ more\)", message)
+    assert unexpected and set(unexpected.group(2).split(", ")) <= set(resnet50().state_dict()), message
+
+
+def test_a_checkpoint_whose_model_has_other_shapes_says_which(tmp_path):
+    with seeded_init():
+        model = build_architecture("mobilenet_v3_large_320_fpn", 4, 160, 240)
+    save_checkpoint(tmp_path / "mine.pt", model, "mobilenet_v3_large_320_fpn", ["a", "b"])  # 2 classes, 4 outputs
+    path = tmp_path / "mine.pt"
+    message = one_line_error(lambda: FasterRCNNModel("default", torch.device("cpu"), detector=str(path)))
+    assert f"detector checkpoint {path} does not fit its own architecture: 4 keys of another shape (" in message
+    assert "roi_heads.box_predictor.cls_score.weight (4, 1024) where the model has (3, 1024)" in message
 
 
 def test_default_weights_offline_name_the_file_and_where_to_put_it(tmp_path, monkeypatch):

@@ -103,6 +103,16 @@ def detect(
     "--step-size", type=int, default=0, help="Epochs between learning-rate drops (0: two thirds of --epochs)."
 )
 @click.option("--gamma", type=float, default=0.1, show_default=True, help="Learning-rate factor at each drop.")
+@click.option(
+    "--warmup-iters",
+    type=int,
+    default=1000,
+    show_default=True,
+    help="First-epoch steps over which the learning rate rises linearly to --lr (at most the epoch's; 0: none).",
+)
+@click.option(
+    "--warmup-factor", type=float, default=0.001, show_default=True, help="The warm-up's first lr, a fraction of --lr."
+)
 @input_size_options
 @click.option("--score-threshold", type=float, default=0.5, show_default=True, help="For val precision/recall/F1.")
 @click.option("--workers", type=int, default=2, show_default=True, help="Image-loading processes.")

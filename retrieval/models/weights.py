@@ -28,10 +28,12 @@ from torch import nn
 from torchvision.models import WeightsEnum
 
 from ..errors import WeightsError
+from .state_files import is_state_dict, kind_of, load_state_dict, read_weights_file
 
 log = logging.getLogger(__name__)
 
 RANDOM_SEED = 0
+STATE_DICT_EXPECTED = "a state_dict saved with torch.save(model.state_dict())"
 
 
 def weights_cache_dir() -> Path:
@@ -117,22 +119,11 @@ def state_fingerprint(model: nn.Module) -> str:
 
 
 def _load_state_dict_file(model: nn.Module, path: Path, what: str) -> None:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a bad file
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    source = f"{what} weights file"
+    state = read_weights_file(path, source, STATE_DICT_EXPECTED)
+    if not is_state_dict(state):
         raise WeightsError(
-            f"{what} weights file {path} cannot be loaded as a state_dict with weights_only=True ({first_line})"
-        ) from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise WeightsError(
-            f"{what} weights file {path} is not a state_dict (a dict of tensor names to tensors, "
-            "as torch.save(model.state_dict()) writes)"
+            f"{source} {path} holds {kind_of(state)}, not a state_dict (a dict of tensor names to "
+            f"tensors); expected {STATE_DICT_EXPECTED}"
         )
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as error:
-        detail = str(error).strip().splitlines()
-        raise WeightsError(
-            f"{what} weights file {path} does not fit the {what} architecture: {' '.join(detail[:2])[:300]}"
-        ) from None
+    load_state_dict(model, state, f"{source} {path} does not fit the {what} architecture")

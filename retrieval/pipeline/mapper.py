@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from ..annotations.boxes import AnnotationSet, load_annotations
 from ..boxes import whole_image_box
 from ..errors import AnnotationsError
-from ..models import Embedder, FasterRCNNModel, build_detector, build_embedder, resolve_device
+from ..models.registry import Embedder, build_detector, build_embedder, resolve_device
 from ..objects import ImageObjects
-from .reader import GalleryImage, SkippedItem
 from ..settings import IndexSettings
+from .reader import GalleryImage, SkippedItem
+
+if TYPE_CHECKING:
+    from ..models.detectors.faster_rcnn import FasterRCNNModel
 
 CPU_IMAGES_PER_BATCH = 8  # enough crops to batch the crop embedder; more only holds more images in memory
 GPU_IMAGES_PER_BATCH = 32  # two detector forwards of 16 images (GPU_IMAGES_PER_FORWARD)

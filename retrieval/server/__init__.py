@@ -3,7 +3,9 @@
 - ``state.py``: what the server holds (the searcher, a lazily loaded detector, the limits) and the thread
   that moves it to each newly committed state of the index.
 - ``pictures.py``: gallery files as JPEG pictures and thumbnails, never a file outside the gallery.
-- ``app.py``: the routes. ``static/``: the page (plain HTML, CSS and JavaScript, no build step).
+- ``app.py``: the application; ``routes/``: its routes (``gallery``, ``search``, ``service``), ``deps.py``: what
+  they share, ``schemas.py``: the JSON answers, ``errors.py``: one-line error answers.
+- ``run.py``: the port checked and bound, then uvicorn. ``static/``: the page (plain HTML, CSS, JavaScript).
 """
 
 from .app import create_app

@@ -1,13 +1,18 @@
-"""Start the server: load the index and models once, watch the index for new commits, serve with uvicorn."""
+"""Start the server: check the port and bind it, load the index and models once, watch the index for new
+commits, serve with uvicorn on the bound socket."""
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import os
+import socket
 
 import uvicorn
 
+from ..errors import SettingsError
+from ..validation import check_int
 from .app import create_app
 from .state import ServerLimits, ServerState
 
@@ -24,8 +29,48 @@ def serve(
     poll_seconds: float = 2.0,
     quiet: bool = False,
 ) -> None:
-    """Serve ``index_dir`` on ``host:port`` until interrupted."""
-    state = ServerState(index_dir, device=device, precision=precision, limits=limits)
+    """Serve ``index_dir`` on ``host:port`` until interrupted.
+
+    The port is checked and bound before the index is loaded, so a bad or busy port is one
+    ``SettingsError`` and nothing else happens.
+    """
+    port = check_int("--port", port, 1, 65535)
+    listener = bind_socket(host, port)
+    try:
+        state = ServerState(index_dir, device=device, precision=precision, limits=limits)
+        _announce(state, index_dir, host, port)
+        state.watch(poll_seconds)
+        try:
+            config = uvicorn.Config(create_app(state), log_level="warning" if quiet else "info")
+            uvicorn.Server(config).run(sockets=[listener])
+        finally:
+            state.stop()
+    finally:
+        listener.close()
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``(host, port)`` (IPv6 when ``host`` has a colon), for uvicorn to listen on.
+
+    ``SettingsError`` naming the address when it is in use or cannot be bound here.
+    """
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: no wait after a restart
+    try:
+        listener.bind((host, port))
+    except OSError as error:
+        listener.close()
+        if error.errno == errno.EADDRINUSE:
+            raise SettingsError(
+                f"port {port} on {host} is in use (another server is listening there); choose another with --port"
+            ) from None
+        fix = "choose a --port above 1023" if error.errno == errno.EACCES else "give an address of this machine"
+        raise SettingsError(f"cannot listen on {host} port {port} ({error.strerror or error}); {fix}") from None
+    listener.set_inheritable(True)
+    return listener
+
+
+def _announce(state: ServerState, index_dir: str | os.PathLike, host: str, port: int) -> None:
     if not _is_loopback(host):
         log.warning(
             "serving on %s: anyone who can reach this machine can query the index and see its gallery images", host
@@ -39,11 +84,6 @@ def serve(
         host,
         port,
     )
-    state.watch(poll_seconds)
-    try:
-        uvicorn.run(create_app(state), host=host, port=port, log_level="warning" if quiet else "info")
-    finally:
-        state.stop()
 
 
 def _is_loopback(host: str) -> bool:

@@ -56,10 +56,6 @@ class ServerState:
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
 
-    @property
-    def has_detector(self) -> bool:
-        return self.searcher.snapshot.manifest.settings.uses_detector
-
     def detector(self) -> FasterRCNNModel:
         """The index's detector (its weights and thresholds): the roi embedder itself, or loaded on first use."""
         settings = self.searcher.snapshot.manifest.settings

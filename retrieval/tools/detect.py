@@ -2,8 +2,9 @@
 
 Outputs in ``out``: one picture per image (``<name>.jpg``: boxes, labels and scores drawn with OpenCV)
 and ``detections.json``, a COCO dataset (``images``, ``annotations`` with ``bbox`` = ``[x, y, w, h]`` in
-original pixels and a ``score``, ``categories`` with torchvision's COCO ids). It loads with pycocotools and
-can be given back to ``retrieval index --objects annotations --annotations``.
+original pixels and a ``score``, ``categories``: the detector's own classes with its class ids, torchvision's
+COCO ids for the COCO detectors, 1..N for a ``train-detector`` checkpoint). It loads with pycocotools and can
+be given back to ``retrieval index --objects annotations --annotations``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from ..errors import ImageError, RetrievalError
 from ..sources.folder import is_image_name, walk_gallery
 from ..images import DEFAULT_MAX_PIXELS, load_image
 from ..models import FasterRCNNModel
-from ..models.detectors.faster_rcnn import COCO_CATEGORIES
 from ..objects import ImageObjects
 from .visualize import draw_detections, save_picture
 
@@ -110,20 +110,20 @@ def detect_images(
             try:
                 loaded.append((item, load_image(item.path, max_pixels).rgb))
             except ImageError as error:
-                summary.skipped.append((str(item.path), str(error)))
+                summary.skipped.append((str(item.path), str(error).removeprefix(f"{item.path}: ")))
         found = detector.detect([rgb for _, rgb in loaded], with_vectors=False) if loaded else []
         for (item, rgb), objects in zip(loaded, found):
             picture = save_picture(draw_detections(rgb, objects), out / (os.path.splitext(item.name)[0] + ".jpg"))
             image_id = len(coco_images) + 1
             coco_images.append(_coco_image(image_id, item, rgb, picture.relative_to(out)))
-            annotations += _coco_annotations(image_id, objects, first_id=len(annotations) + 1)
+            annotations += _coco_annotations(image_id, objects, detector.categories, first_id=len(annotations) + 1)
         bar.update(len(batch))
     bar.close()
     document = {
         "info": {"description": "retrieval detect", "detector": detector.identity},
         "images": coco_images,
         "annotations": annotations,
-        "categories": [{"id": i, "name": name} for i, name in enumerate(COCO_CATEGORIES) if i > 0],
+        "categories": _coco_categories(detector.categories),
         "skipped": [{"file": file, "reason": reason} for file, reason in summary.skipped],
     }
     summary.results = out / RESULTS_NAME
@@ -144,7 +144,14 @@ def _coco_image(image_id: int, item: InputImage, rgb, picture: Path) -> dict:
     }
 
 
-def _coco_annotations(image_id: int, objects: ImageObjects, first_id: int) -> list[dict]:
+def _coco_categories(categories: Sequence[str]) -> list[dict]:
+    """The detector's classes as COCO categories: id = the model's class index (0, the background, left out;
+    torchvision's COCO list keeps its "N/A" gaps, so that its ids stay COCO's)."""
+    return [{"id": i, "name": name} for i, name in enumerate(categories) if i > 0]
+
+
+def _coco_annotations(image_id: int, objects: ImageObjects, categories: Sequence[str], first_id: int) -> list[dict]:
+    """The detections of one image as COCO annotations; ``categories[i]`` is the name of model class ``i``."""
     rows = []
     for number, (box, label, score) in enumerate(zip(objects.boxes, objects.labels, objects.scores)):
         x1, y1, x2, y2 = (float(v) for v in box)
@@ -152,7 +159,7 @@ def _coco_annotations(image_id: int, objects: ImageObjects, first_id: int) -> li
             {
                 "id": first_id + number,
                 "image_id": image_id,
-                "category_id": COCO_CATEGORIES.index(label),  # torchvision's COCO ids (1..90, with gaps "N/A")
+                "category_id": categories.index(label),
                 "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
                 "area": round((x2 - x1) * (y2 - y1), 2),
                 "score": round(float(score), 5),

@@ -2,9 +2,11 @@
 
 The detector (``--detector``) starts from COCO weights (``--weights default``), seeded random ones
 (``random``) or a 91-class state_dict file; its box predictor is replaced by a new one for the dataset's
-classes. SGD with momentum and weight decay, the learning rate divided by ``gamma`` every ``step_size``
-epochs (StepLR). Augmentation: horizontal flip (boxes flipped with the image), colour jitter, and scale
-jitter (each batch resized to a short side drawn from 75% to 100% of ``min_size``).
+classes. SGD with momentum and weight decay; the learning rate warms up linearly over the first
+``warmup_iters`` steps of the first epoch from ``lr * warmup_factor`` (torchvision's detection reference:
+1000 steps from 1/1000), then is multiplied by ``gamma`` every ``step_size`` epochs (StepLR).
+Augmentation: horizontal flip (boxes flipped with the image), colour jitter, and scale jitter (each batch
+resized to a short side drawn from 75% to 100% of ``min_size``).
 
 Each epoch ends with validation (``evaluate.score`` on the val split) and writes, beside ``out``:
 
@@ -38,6 +40,7 @@ from tqdm import tqdm  # noqa: E402
 from ..atomic import atomic_write, atomic_write_text  # noqa: E402
 from ..errors import SettingsError  # noqa: E402
 from ..images import load_image  # noqa: E402
+from ..validation import check_float, check_input_size, check_int  # noqa: E402
 from ..models.detectors.architectures import COCO_CLASSES, COCO_WEIGHTS, build_architecture, replace_predictor  # noqa: E402
 from ..models.detectors.checkpoint import read_checkpoint, save_checkpoint  # noqa: E402
 from ..models.weights import load_weights, seeded_init  # noqa: E402
@@ -63,16 +66,21 @@ class TrainSettings:
     gamma: float = 0.1
     min_size: int = 800
     max_size: int = 1333
+    warmup_iters: int = 1000  # first-epoch steps of linear warm-up (at most the epoch's steps - 1; 0: none)
+    warmup_factor: float = 0.001  # the warm-up's first learning rate, as a fraction of lr
     score_threshold: float = 0.5  # for val precision / recall / F1
     workers: int = 2
     seed: int = 0
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise SettingsError(
-                f"--epochs {self.epochs}, --batch-size {self.batch_size} and --lr {self.lr} must be positive"
-            )
+        check_int("--epochs", self.epochs, low=1)
+        check_int("--batch-size", self.batch_size, low=1)
+        if check_float("--lr", self.lr) <= 0:
+            raise SettingsError(f"--lr {self.lr:g} must be more than 0")
+        check_int("--warmup-iters", self.warmup_iters, low=0)
+        check_float("--warmup-factor", self.warmup_factor, 1e-6, 1.0)
+        check_input_size(self.min_size, self.max_size)
 
 
 def output_paths(out: str | os.PathLike) -> dict[str, Path]:
@@ -134,69 +142,91 @@ def train_detector(
     device = torch.device(settings.device)
     model, identity = new_model(settings, data.classes)
     model.to(device)
+    optimizer, scheduler = _optimizer(model, settings)
+    history = _resume(paths["last"], model, optimizer, scheduler, settings, data) if resume else []
+    loader = _loader(data, settings, epochs_done=len(history))
+    best = max((row["mAP"] for row in history), default=-1.0)
+    for epoch in range(len(history) + 1, settings.epochs + 1):
+        started = time.perf_counter()
+        warmup = warmup_schedule(optimizer, settings, len(loader)) if epoch == 1 else None
+        losses = train_one_epoch(model, loader, optimizer, device, epoch, settings.epochs, progress, warmup)
+        scheduler.step()
+        report = score(predict(model, data.val, device), data.classes, settings.score_threshold)
+        history.append(_log_row(epoch, losses, report, time.perf_counter() - started))
+        log.info(
+            "epoch %d/%d: loss %.4f, val mAP %.4f, mAP50 %.4f",
+            epoch,
+            settings.epochs,
+            history[-1]["loss"],
+            report["mAP"],
+            report["mAP50"],
+        )
+        extra = {"settings": dataclasses.asdict(settings), "start_weights": identity}
+        states = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+        best = _save_checkpoints(paths, model, settings.detector, data.classes, history, report, best, extra, **states)
+        _write_log(history, paths)
+    return history
+
+
+def _optimizer(model, settings: TrainSettings):
+    """SGD over the trainable parameters, and the per-epoch StepLR schedule."""
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(
         parameters, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
     )
     step = settings.step_size or max(1, (2 * settings.epochs) // 3)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step, gamma=settings.gamma)
-    history: list[dict] = []
-    if resume:
-        history = _resume(paths["last"], model, optimizer, scheduler, settings, data)
-    generator = torch.Generator().manual_seed(settings.seed + len(history))
-    loader = DataLoader(
+    return optimizer, torch.optim.lr_scheduler.StepLR(optimizer, step_size=step, gamma=settings.gamma)
+
+
+def warmup_schedule(optimizer, settings: TrainSettings, steps_per_epoch: int):
+    """The first epoch's linear warm-up, as torchvision's detection reference does it: the learning rate
+    starts at ``lr * warmup_factor`` and reaches ``lr`` after ``min(warmup_iters, steps_per_epoch - 1)``
+    steps (``LinearLR``, stepped after every optimizer step). ``None`` when that is 0 steps."""
+    steps = min(settings.warmup_iters, steps_per_epoch - 1)
+    if steps < 1:
+        return None
+    start = settings.lr * settings.warmup_factor
+    log.info("warm-up: learning rate from %g to %g over the first %d steps", start, settings.lr, steps)
+    return torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=settings.warmup_factor, total_iters=steps)
+
+
+def _loader(data: DetectionData, settings: TrainSettings, epochs_done: int) -> DataLoader:
+    """The shuffled training batches, seeded by the seed and the epochs already done (so a resume differs)."""
+    return DataLoader(
         TrainingImages(data.train),
         batch_size=settings.batch_size,
         shuffle=True,
-        generator=generator,
+        generator=torch.Generator().manual_seed(settings.seed + epochs_done),
         num_workers=settings.workers,
         collate_fn=_collate,
     )
-    best = max((row["mAP"] for row in history), default=-1.0)
-    for epoch in range(len(history) + 1, settings.epochs + 1):
-        started = time.perf_counter()
-        losses = train_one_epoch(model, loader, optimizer, device, epoch, settings.epochs, progress)
-        scheduler.step()
-        report = score(predict(model, data.val, device), data.classes, settings.score_threshold)
-        row = {
-            "epoch": epoch,
-            "lr": optimizer.param_groups[0]["lr"],
-            **losses,
-            "mAP": report["mAP"],
-            "mAP50": report["mAP50"],
-            **{name: report["overall"][name] for name in ("precision", "recall", "f1", "mean_iou")},
-            "seconds": round(time.perf_counter() - started, 1),
-        }
-        history.append(row)
-        log.info(
-            "epoch %d/%d: loss %.4f, val mAP %.4f, mAP50 %.4f",
-            epoch,
-            settings.epochs,
-            row["loss"],
-            row["mAP"],
-            row["mAP50"],
-        )
-        common = {
-            "epoch": epoch,
-            "metrics": report["overall"] | {"mAP": report["mAP"], "mAP50": report["mAP50"]},
-            "settings": dataclasses.asdict(settings),
-            "start_weights": identity,
-        }
-        save_checkpoint(
-            paths["last"],
-            model,
-            settings.detector,
-            data.classes,
-            **common,
-            history=history,
-            optimizer=optimizer.state_dict(),
-            scheduler=scheduler.state_dict(),
-        )
-        if row["mAP"] > best:
-            best = row["mAP"]
-            save_checkpoint(paths["best"], model, settings.detector, data.classes, **common)
-        _write_log(history, paths)
-    return history
+
+
+def _log_row(epoch: int, losses: dict, report: dict, seconds: float) -> dict:
+    """One epoch's row of the log: learning rates, losses, val metrics, seconds."""
+    return {
+        "epoch": epoch,
+        **losses,
+        "mAP": report["mAP"],
+        "mAP50": report["mAP50"],
+        **{name: report["overall"][name] for name in ("precision", "recall", "f1", "mean_iou")},
+        "seconds": round(seconds, 1),
+    }
+
+
+def _save_checkpoints(paths, model, detector, classes, history, report, best: float, extra: dict, **states) -> float:
+    """Write the last checkpoint (with the optimizer and scheduler ``states``), and the best one when this
+    epoch's val mAP beats ``best``; returns the best mAP so far."""
+    common = {
+        "epoch": history[-1]["epoch"],
+        "metrics": report["overall"] | {"mAP": report["mAP"], "mAP50": report["mAP50"]},
+        **extra,
+    }
+    save_checkpoint(paths["last"], model, detector, classes, **common, history=history, **states)
+    if report["mAP"] > best:
+        save_checkpoint(paths["best"], model, detector, classes, **common)
+        return report["mAP"]
+    return best
 
 
 def _collate(batch: list) -> tuple:
@@ -204,11 +234,15 @@ def _collate(batch: list) -> tuple:
     return tuple(zip(*batch))
 
 
-def train_one_epoch(model, loader, optimizer, device, epoch: int, epochs: int, progress: bool) -> dict:
-    """One pass over ``loader``; returns the mean of each loss and their sum (``loss``)."""
+def train_one_epoch(model, loader, optimizer, device, epoch: int, epochs: int, progress: bool, warmup=None) -> dict:
+    """One pass over ``loader``, stepping ``warmup`` (a per-step lr schedule) after each optimizer step.
+
+    Returns ``lr_start`` and ``lr`` (the learning rates of the first and the last step), the mean of each
+    loss and their sum (``loss``).
+    """
     model.train()
     totals = dict.fromkeys(LOSSES, 0.0)
-    count = 0
+    rates = []
     bar = tqdm(loader, unit="batch", desc=f"epoch {epoch}/{epochs}", disable=not progress, file=sys.stderr)
     for images, targets in bar:
         images = [image.to(device) for image in images]
@@ -219,13 +253,16 @@ def train_one_epoch(model, loader, optimizer, device, epoch: int, epochs: int, p
             raise SettingsError(f"the loss became {loss.item()} in epoch {epoch}: lower --lr")
         optimizer.zero_grad()
         loss.backward()
+        rates.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
+        if warmup is not None:
+            warmup.step()
         for name in LOSSES:
             totals[name] += parts[name].item()
-        count += 1
-        bar.set_postfix(loss=f"{sum(totals.values()) / count:.3f}")
-    means = {name: value / max(count, 1) for name, value in totals.items()}
-    return {"loss": sum(means.values()), **means}
+        bar.set_postfix(loss=f"{sum(totals.values()) / len(rates):.3f}")
+    means = {name: value / max(len(rates), 1) for name, value in totals.items()}
+    rates = rates or [optimizer.param_groups[0]["lr"]]
+    return {"lr_start": rates[0], "lr": rates[-1], "loss": sum(means.values()), **means}
 
 
 def _resume(last: Path, model, optimizer, scheduler, settings: TrainSettings, data: DetectionData) -> list[dict]:
@@ -246,7 +283,8 @@ def _resume(last: Path, model, optimizer, scheduler, settings: TrainSettings, da
 
 def _write_log(history: list[dict], paths: dict[str, Path]) -> None:
     text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(history[0]), lineterminator="\n")
+    columns = list(dict.fromkeys(name for row in history for name in row))  # rows resumed from older runs lack some
+    writer = csv.DictWriter(text, fieldnames=columns, restval="", lineterminator="\n")
     writer.writeheader()
     writer.writerows(history)
     atomic_write_text(paths["csv"], text.getvalue())

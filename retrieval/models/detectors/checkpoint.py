@@ -16,9 +16,11 @@ from torchvision.models.detection import FasterRCNN
 
 from ...atomic import atomic_write
 from ...errors import WeightsError
+from ..state_files import is_state_dict, kind_of, load_state_dict, read_weights_file
 from .architectures import DETECTOR_NAMES, build_architecture
 
 FORMAT = "retrieval-detector/1"
+CHECKPOINT_EXPECTED = "a checkpoint written by 'retrieval train-detector' (--detector takes one)"
 
 
 def save_checkpoint(path: Path, model: FasterRCNN, detector: str, classes: list[str], **extra) -> None:
@@ -41,15 +43,16 @@ def read_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"detector checkpoint {path} not found: give a file written by 'retrieval train-detector'")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a bad file
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise WeightsError(f"detector checkpoint {path} cannot be read with weights_only=True ({first_line})") from None
+    payload = read_weights_file(path, "detector checkpoint", CHECKPOINT_EXPECTED)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        if is_state_dict(payload):
+            raise WeightsError(
+                f"{path} is a plain state_dict, not a detector checkpoint of 'retrieval train-detector': "
+                "give it as --detector-weights (with --detector one of the architecture names)"
+            )
         raise WeightsError(
-            f"{path} is not a detector checkpoint of 'retrieval train-detector' (format {FORMAT}); "
-            "a plain state_dict goes to --detector-weights"
+            f"detector checkpoint {path} holds {kind_of(payload)} that is not a checkpoint (format {FORMAT}); "
+            f"expected {CHECKPOINT_EXPECTED}"
         )
     if payload.get("detector") not in DETECTOR_NAMES or not payload.get("classes"):
         raise WeightsError(f"detector checkpoint {path} names no known detector or no classes; it is damaged")
@@ -64,9 +67,7 @@ def model_from_checkpoint(payload: dict, path: str | Path, min_size: int | None 
         min_size=min_size or payload["min_size"],
         max_size=max_size or payload["max_size"],
     )
-    try:
-        model.load_state_dict(payload["model"])
-    except RuntimeError as error:
-        detail = " ".join(str(error).strip().splitlines()[:2])[:300]
-        raise WeightsError(f"detector checkpoint {path} does not fit its own architecture: {detail}") from None
+    if not is_state_dict(payload.get("model")):
+        raise WeightsError(f"detector checkpoint {path} holds no model state_dict; it is damaged")
+    load_state_dict(model, payload["model"], f"detector checkpoint {path} does not fit its own architecture")
     return model

@@ -22,6 +22,7 @@ from torchvision.ops import clip_boxes_to_image
 
 from ...errors import SettingsError
 from ...objects import ImageObjects
+from ...validation import check_detector_input
 from .architectures import COCO_CLASSES, DEFAULT_DETECTOR, DETECTOR_NAMES, build_architecture
 from .architectures import COCO_WEIGHTS as ARCHITECTURE_WEIGHTS
 from .frames import to_original_frame, to_resized_frame
@@ -71,7 +72,11 @@ class FasterRCNNModel:
     ) -> None:
         """``detector``: an architecture name (``architectures.DETECTOR_NAMES``; COCO classes, ``weights`` as
         for ``--detector-weights``) or a checkpoint file of ``retrieval train-detector`` (its own classes and
-        weights; ``weights`` must then be ``default``)."""
+        weights; ``weights`` must then be ``default``). ``SettingsError`` for an input size, threshold or count
+        out of range (``validation.check_detector_input``), before anything is loaded."""
+        min_size, max_size, score_threshold, max_objects = check_detector_input(
+            min_size, max_size, score_threshold, max_objects
+        )
         if detector in DETECTOR_NAMES:
             with seeded_init():
                 model = build_architecture(detector, COCO_CLASSES, min_size, max_size)

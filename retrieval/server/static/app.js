@@ -327,11 +327,22 @@ zone.addEventListener("drop", (event) => {
   useFile(event.dataTransfer.files[0]);
 });
 
+// An index built with seeded random weights answers, but not as trained models would: say so, as the CLI does.
+function showWeightsNotice(models) {
+  if (!models.length) return;
+  const notice = $("weights-notice");
+  notice.textContent =
+    "RANDOM weights: this index's " + models.join(" and ") + " had seeded random weights, not trained ones. " +
+    "The results show that the pipeline works, not what trained models would find.";
+  notice.hidden = false;
+}
+
 api("/api/info")
   .then((answer) => {
     info = answer;
     $("index-summary").textContent =
       answer.images + " images · " + answer.objects + " objects · " + answer.embedder + " embeddings (" +
       answer.dimension + "-d)";
+    showWeightsNotice(answer.random_weights || []);
   })
   .catch((error) => setStatus("the index cannot be read: " + error.message, true));

@@ -1,0 +1,127 @@
+"""``POST /api/query``, ``GET /api/objects/{id}/similar`` and ``POST /api/detect``: searches by an image and a
+box, and the detector's objects in an uploaded image. Boxes are ``[x1, y1, x2, y2]`` in original pixels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
+
+from ...boxes import parse_box
+from ...index.snapshot import IndexSnapshot
+from ...models import Embedder
+from ...search.searcher import GROUPS, SearchResult, embed_box, rank
+from ...images import LoadedImage
+from ...validation import check_choice, check_int
+from ..deps import Searchable, State, indexed_file, read_upload
+from ..pictures import oriented_size
+from ..schemas import Detection, DetectResponse, QueryResponse, Result
+from ..state import NoDetector, ServerState
+from .gallery import picture_links
+
+router = APIRouter(prefix="/api")
+TOP_K = "how many results: 1 to the server's max_top_k (100 unless configured)"
+GROUP = {"description": "image: rank images by their best object; object: rank objects", "enum": list(GROUPS)}
+
+
+@router.post("/query", response_model=QueryResponse, summary="Query by an uploaded image or a gallery image")
+async def query(
+    state: State,
+    searchable: Searchable,
+    image: UploadFile | None = File(None, description="the query image (or give image_id)"),
+    image_id: int | None = Form(None, description="a gallery image as the query image"),
+    box: str | None = Form(None, description="x1,y1,x2,y2 in the image's pixels; none = the whole image"),
+    top_k: int = Form(10, description=TOP_K),
+    group: str = Form("image", json_schema_extra=GROUP),
+) -> QueryResponse:
+    snap, embedder = searchable
+    top_k, group = _search_options(state, top_k, group)
+    if (image is None) == (image_id is None):
+        raise HTTPException(400, "give either an image file or an image_id, not both or neither")
+    if image is not None:
+        data = await read_upload(image, state.limits.max_upload_bytes)
+        loaded = state.decode_upload(data, image.filename or "upload")
+    else:
+        loaded = indexed_file(snap, image_id)
+    query_box = parse_box(box) if box else None
+    return _ranked(state, snap, embedder, loaded, query_box, top_k, group)
+
+
+@router.get(
+    "/objects/{object_id}/similar",
+    response_model=QueryResponse,
+    summary="Query with a gallery object: its image and box",
+)
+def similar(
+    state: State,
+    searchable: Searchable,
+    object_id: int,
+    top_k: int = Query(10, description=TOP_K),
+    group: str = Query("image", json_schema_extra=GROUP),
+) -> QueryResponse:
+    snap, embedder = searchable
+    top_k, group = _search_options(state, top_k, group)
+    row = int(snap.rows_of(np.array([object_id]))[0]) if len(snap.object_ids) else 0
+    if row >= len(snap.object_ids) or snap.object_ids[row] != object_id:
+        raise HTTPException(404, f"object {object_id} is not in the index")
+    path = indexed_file(snap, int(snap.object_image[row]))
+    return _ranked(state, snap, embedder, path, snap.boxes[row].tolist(), top_k, group)
+
+
+@router.post("/detect", response_model=DetectResponse, summary="Detect objects in an uploaded image")
+async def detect(state: State, image: UploadFile = File(..., description="the image to detect in")) -> DetectResponse:
+    try:
+        detector = state.detector()
+    except NoDetector as error:
+        raise HTTPException(404, str(error)) from None
+    loaded = state.decode_upload(await read_upload(image, state.limits.max_upload_bytes), image.filename or "upload")
+    with state.inference:
+        (found,) = detector.detect([loaded.rgb], with_vectors=False)
+    return DetectResponse(
+        width=loaded.width,
+        height=loaded.height,
+        objects=[
+            Detection(box=[float(v) for v in box], label=label, score=float(score))
+            for box, label, score in zip(found.boxes, found.labels, found.scores)
+        ],
+    )
+
+
+def _search_options(state: ServerState, top_k: int, group: str) -> tuple[int, str]:
+    """``top_k`` and ``group`` checked (``SettingsError``, answered with 422, when out of range or unknown)."""
+    return check_int("top_k", top_k, 1, state.limits.max_top_k), check_choice("group", group, GROUPS)
+
+
+def _ranked(
+    state: ServerState,
+    snap: IndexSnapshot,
+    embedder: Embedder,
+    image: LoadedImage | Path,
+    box: Sequence[float] | None,
+    top_k: int,
+    group: str,
+) -> QueryResponse:
+    with state.inference:
+        vector = embed_box(embedder, image, box)
+    results = rank(snap, vector, top_k, group)
+    return QueryResponse(
+        generation=snap.generation,
+        query={"box": None if box is None else [float(v) for v in box], "group": group, "top_k": top_k},
+        results=[_result(snap, result) for result in results],
+    )
+
+
+def _result(snap: IndexSnapshot, result: SearchResult) -> Result:
+    row = int(snap.rows_of(np.array([result.object_id]))[0])
+    image_id = int(snap.object_image[row])
+    width, height = oriented_size(snap.absolute_path(image_id))
+    return Result(
+        **result.to_dict(),
+        path=snap.image_paths[image_id],
+        image_id=image_id,
+        width=width,
+        height=height,
+        **picture_links(image_id),
+    )
