@@ -17,7 +17,7 @@ from .index.stores import STORES
 from .models.names import DEFAULT_DETECTOR, DETECTOR_NAMES, DEVICES, PRECISIONS
 from .models.registry import EMBEDDERS
 from .sources import SOURCES
-from .validation import check_choice, check_float, check_int
+from .validation import check_choice, check_detector_input
 
 OBJECT_SOURCES = ("detect", "whole", "annotations")
 
@@ -92,14 +92,7 @@ class IndexSettings:
                 f"--detector {self.detector!r} is neither a detector ({', '.join(DETECTOR_NAMES)}) "
                 "nor a checkpoint file (.pt) written by 'retrieval train-detector'"
             )
-        check_float("--score-threshold", self.score_threshold, 0.0, 1.0)
-        check_int("--max-objects", self.max_objects, 1)
-        check_int("--min-size", self.min_size, 32)
-        check_int("--max-size", self.max_size, 32)
-        if self.max_size < self.min_size:
-            raise SettingsError(
-                f"detector input size min {self.min_size}, max {self.max_size}: need 32 <= min-size <= max-size"
-            )
+        check_detector_input(self.min_size, self.max_size, self.score_threshold, self.max_objects)
 
     def check_parts(self) -> None:
         """The checks that the chosen parts make of their own options (the vector store's ``index_type``).

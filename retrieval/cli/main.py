@@ -39,7 +39,6 @@ from ..models.registry import EMBEDDERS
 from ..settings import OBJECT_SOURCES, IndexSettings
 from ..text import plural
 from ..validation import check_int
-from ..tools.visualize import results_picture, save_picture
 
 
 @click.group(cls=OneLineErrors, name="retrieval", context_settings={"help_option_names": ["-h", "--help"]})
@@ -201,6 +200,8 @@ def query(image, index_dir, box, top_k, group, as_json, save_vis, device, precis
     searcher = Searcher(index_dir, device=device, precision=precision)
     results = searcher.query(loaded, query_box, top_k=top_k, group=group)
     if save_vis:
+        from ..tools.visualize import results_picture, save_picture  # OpenCV, only for pictures
+
         save_picture(results_picture(loaded.rgb, query_box, results), save_vis)
     if as_json:
         click.echo(json.dumps({"results": [r.to_dict() for r in results]}, indent=2))
