@@ -26,7 +26,7 @@ from typing import Iterator
 
 from tqdm import tqdm
 
-from ..annotations.boxes import load_annotations
+from ..annotations import load_annotations
 from ..errors import StoreError
 from ..sources.folder import GalleryListing, walk_gallery
 from ..sources.images import DEFAULT_MAX_PIXELS
