@@ -27,10 +27,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from ..annotations import AnnotationSet, coco_annotations, labels_folder_of, load_annotations, read_coco
+from ..annotations.gallery import Box
 from ..annotations.yolo import NAMES_FILE, names_of, read_data_yaml, read_names_file
 from ..errors import AnnotationsError, ImageError
 from ..sources.folder import is_image_name
@@ -120,7 +122,7 @@ def _images_of(source: Path) -> list[Path]:
     raise AnnotationsError(f"{source} is neither a folder of images nor a .txt list of image paths")
 
 
-def _sample(image: Path, annotations: AnnotationSet | None, rel_path: str, number) -> Sample:
+def _sample(image: Path, annotations: AnnotationSet | None, rel_path: str, number: Callable[[Box], int]) -> Sample:
     """``image``'s boxes from ``annotations`` (matched by ``rel_path``), labelled by ``number(box)`` in ``1..C``."""
     boxes, labels = np.zeros((0, 4), dtype=np.float32), []
     if annotations is not None and annotations.names(rel_path):
