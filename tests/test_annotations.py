@@ -30,6 +30,7 @@ def test_coco_image_without_annotations_and_unknown_images_have_no_objects(tmp_p
     annotations = load_annotations(coco)
     assert len(annotations.objects_for("shelf/a.jpg", 100, 80)) == 0
     assert len(annotations.objects_for("other.jpg", 100, 80)) == 0
+    assert annotations.key_for("other.jpg") == annotations.key_for("shelf/a.jpg")  # both: no boxes
 
 
 def test_coco_matches_a_unique_bare_file_name(tmp_path):

@@ -42,7 +42,7 @@ class AnnotationSet:
 
     def key_for(self, rel_path: str) -> str:
         """A digest of this image's annotations: it changes exactly when its boxes or labels change."""
-        raw = [(box.raw, box.label) for box in self._boxes(rel_path)]
+        raw = [(box.raw, box.label) for box in self._boxes(rel_path) or []]
         return hashlib.sha256(repr(raw).encode()).hexdigest()[:32]
 
     def names(self, rel_path: str) -> bool:
