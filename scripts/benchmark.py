@@ -38,18 +38,15 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-sys.path.insert(0, str(ROOT))  # tests.synthetic_detection, for the training section
+from benchmark_agreement import agreement_rows
+from benchmark_reference import ReferenceIndexer
+from benchmark_training import training_rows
+from benchmark_vectors import vector_rows
 
-from benchmark_agreement import agreement_rows  # noqa: E402
-from benchmark_reference import ReferenceIndexer  # noqa: E402
-from benchmark_training import training_rows  # noqa: E402
-from benchmark_vectors import vector_rows  # noqa: E402
-
-from retrieval import IndexSettings, Searcher, build_index  # noqa: E402
-from retrieval.models.accel.fused import fusion_available  # noqa: E402
-from retrieval.models.accel.speed import resolve_precision  # noqa: E402
-from retrieval.index.snapshot import IndexSnapshot  # noqa: E402
+from retrieval import IndexSettings, Searcher, build_index
+from retrieval.models.accel.fused import fusion_available
+from retrieval.models.accel.speed import resolve_precision
+from retrieval.index.snapshot import IndexSnapshot
 
 GROCERY = ROOT.parent / "shared" / "data" / "grocery" / "val"
 SECTIONS = ("indexing", "agreement", "query", "vectors", "training")

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from retrieval.training.data import load_detection_data
 from retrieval.training.evaluate import predict
 from retrieval.training.train import TrainingImages, TrainSettings, _collate, new_model, train_one_epoch
-from tests.synthetic_detection import write_yolo_dataset
+from retrieval.testing.shapes import write_yolo_dataset
 
 DETECTORS = ("resnet50_fpn", "mobilenet_v3_large_fpn")
 

@@ -1,7 +1,7 @@
 """The benchmark's vector-search section: each index kind on synthetic unit vectors, against exact search.
 
 Vectors: a mixture of ``n / CLUSTER_SIZE`` clusters around random unit centres, each vector its centre
-plus Gaussian noise of norm ``SPREAD`` (cosine to its centre about 0.7), L2-normalised, like
+plus Gaussian noise of norm 1 (``retrieval.testing.vectors``) (cosine to its centre about 0.7), L2-normalised, like
 embeddings of many objects seen a few dozen times each. Queries are held-out draws from the same
 mixture. Exact top-10 by inner product (``faiss.knn``) is the truth that recall@10 is measured against.
 
@@ -20,27 +20,12 @@ import faiss
 import numpy as np
 
 from retrieval.index.faiss_kinds import filled_index, plan_for
+from retrieval.testing.vectors import unit_mixture
 
 CLUSTER_SIZE = 50
-SPREAD = 1.0
 QUERIES = 200
 SINGLE_QUERIES = 50  # timed one at a time (exact search over 1M x 2048 takes about a second each)
 TOP_K = 10
-
-
-def unit_mixture(count: int, dimension: int, clusters: int, seed: int, chunk: int = 100_000) -> np.ndarray:
-    """``(count, dimension)`` float32 unit rows drawn from a mixture of ``clusters`` (see module doc).
-
-    The cluster centres depend only on ``clusters`` and ``dimension``; ``seed`` draws the rows.
-    """
-    rng = np.random.default_rng(seed)
-    centres = _normalised(np.random.default_rng(12345).standard_normal((clusters, dimension)))
-    out = np.empty((count, dimension), dtype=np.float32)
-    for start in range(0, count, chunk):
-        rows = min(chunk, count - start)
-        noise = rng.standard_normal((rows, dimension), dtype=np.float32) * (SPREAD / np.sqrt(dimension))
-        out[start : start + rows] = _normalised(centres[rng.integers(0, len(centres), rows)] + noise)
-    return out
 
 
 def measure_kind(kind: str, vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray) -> dict:
@@ -93,8 +78,3 @@ def vector_rows(sizes: list[int], dimensions: list[int], kinds: list[str], progr
                 rows.append(measure_kind(kind, vectors, queries, truth))
             del vectors
     return rows
-
-
-def _normalised(rows: np.ndarray) -> np.ndarray:
-    rows = rows.astype(np.float32, copy=False)
-    return rows / np.linalg.norm(rows, axis=1, keepdims=True)

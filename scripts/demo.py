@@ -28,10 +28,9 @@ from torchvision.models import ResNet50_Weights
 from retrieval.errors import WeightsError
 from retrieval.models.weights import default_weights_file
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
+from retrieval.testing.demo_data import generate
 
-from make_demo_data import generate  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(command: list[str]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,8 +15,6 @@ GALLERY = ROOT / "gallery"
 QUERY = ROOT / "query"
 GROCERY = ROOT.parent / "shared" / "data" / "grocery"
 SMALL_MIN_SIZE, SMALL_MAX_SIZE = 320, 533  # a small detector input keeps the tests fast on 2 cores
-
-sys.path.insert(0, str(ROOT / "scripts"))
 
 RANDOM_WHOLE = IndexSettings(embedder="resnet50", objects="whole", weights="random", device="cpu")
 """Each image one object, random ResNet50 vectors: the fastest honest index for store and pipeline tests."""

@@ -61,70 +61,92 @@ def decompression_bomb(width: int = 30000, height: int = 30000) -> bytes:
 
 def make_corpus(folder: Path) -> dict[str, Expected]:
     """Fill ``folder``; return what indexing should make of each entry (paths relative to ``folder``)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    expected: dict[str, Expected] = {}
+    corpus = _Corpus(folder)
+    corpus.readable()
+    corpus.broken()
+    corpus.special_files()
+    return corpus.expected
 
-    def write(name: str, data: bytes, outcome: Expected) -> None:
-        path = folder / name
+
+class _Corpus:
+    """Writes the corpus's entries into ``folder``, noting each one's ``Expected`` outcome."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        self.expected: dict[str, Expected] = {}
+
+    def write(self, name: str, data: bytes, outcome: Expected) -> None:
+        path = self.folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-        expected[name] = outcome
+        self.expected[name] = outcome
 
-    readable = Expected("indexed", (160, 120))
-    write("good.jpg", _encode(_blocks(160, 120, 0), "JPEG"), readable)
-    write("UPPER CASE.PNG", _encode(_blocks(160, 120, 1), "PNG"), readable)
-    write("nested/deeper/café ☕ photo.jpg", _encode(_blocks(160, 120, 2), "JPEG"), readable)
-    write("nested/日本語の名前.webp", _encode(_blocks(160, 120, 3), "WEBP"), readable)
-    write("cmyk.jpg", _encode(_blocks(160, 120, 4).convert("CMYK"), "JPEG"), readable)
-    deep = (np.arange(120 * 160, dtype=np.uint32).reshape(120, 160) * 3).astype(np.uint16)
-    write("deep16.png", _encode(Image.fromarray(deep), "PNG"), readable)
-    palette = _blocks(160, 120, 5).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
-    write("palette_alpha.png", _encode(palette, "PNG", transparency=0), readable)
-    for orientation in range(1, 9):
-        image = _blocks(48, 32, 10 + orientation)
-        exif = image.getexif()
-        exif[0x0112] = orientation
-        size = (32, 48) if orientation >= 5 else (48, 32)
-        write(f"exif/orientation_{orientation}.jpg", _encode(image, "JPEG", exif=exif), Expected("indexed", size))
-    write("tiny.png", _encode(Image.new("RGB", (1, 1), (200, 10, 10)), "PNG"), Expected("indexed", (1, 1)))
-    write("wide.png", _encode(_blocks(2000, 3, 6), "PNG"), Expected("indexed", (2000, 3)))
-    frames = [_blocks(64, 48, 20 + i) for i in range(3)]
-    write(
-        "animated.gif",
-        _encode(frames[0], "GIF", save_all=True, append_images=frames[1:]),
-        Expected("indexed", (64, 48)),
-    )
-    write(
-        "animated.png",
-        _encode(frames[0], "PNG", save_all=True, append_images=frames[1:]),
-        Expected("indexed", (64, 48)),
-    )
-    write(
-        "pages.tif", _encode(frames[0], "TIFF", save_all=True, append_images=frames[1:]), Expected("indexed", (64, 48))
-    )
+    def readable(self) -> None:
+        """Images in every mode, format, orientation and odd shape that indexing must read."""
+        readable = Expected("indexed", (160, 120))
+        self.write("good.jpg", _encode(_blocks(160, 120, 0), "JPEG"), readable)
+        self.write("UPPER CASE.PNG", _encode(_blocks(160, 120, 1), "PNG"), readable)
+        self.write("nested/deeper/café ☕ photo.jpg", _encode(_blocks(160, 120, 2), "JPEG"), readable)
+        self.write("nested/日本語の名前.webp", _encode(_blocks(160, 120, 3), "WEBP"), readable)
+        self.write("cmyk.jpg", _encode(_blocks(160, 120, 4).convert("CMYK"), "JPEG"), readable)
+        deep = (np.arange(120 * 160, dtype=np.uint32).reshape(120, 160) * 3).astype(np.uint16)
+        self.write("deep16.png", _encode(Image.fromarray(deep), "PNG"), readable)
+        palette = _blocks(160, 120, 5).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+        self.write("palette_alpha.png", _encode(palette, "PNG", transparency=0), readable)
+        for orientation in range(1, 9):
+            image = _blocks(48, 32, 10 + orientation)
+            exif = image.getexif()
+            exif[0x0112] = orientation
+            size = (32, 48) if orientation >= 5 else (48, 32)
+            name = f"exif/orientation_{orientation}.jpg"
+            self.write(name, _encode(image, "JPEG", exif=exif), Expected("indexed", size))
+        tiny = Image.new("RGB", (1, 1), (200, 10, 10))
+        self.write("tiny.png", _encode(tiny, "PNG"), Expected("indexed", (1, 1)))
+        self.write("wide.png", _encode(_blocks(2000, 3, 6), "PNG"), Expected("indexed", (2000, 3)))
+        frames = [_blocks(64, 48, 20 + i) for i in range(3)]
+        self.write(
+            "animated.gif",
+            _encode(frames[0], "GIF", save_all=True, append_images=frames[1:]),
+            Expected("indexed", (64, 48)),
+        )
+        self.write(
+            "animated.png",
+            _encode(frames[0], "PNG", save_all=True, append_images=frames[1:]),
+            Expected("indexed", (64, 48)),
+        )
+        pages = _encode(frames[0], "TIFF", save_all=True, append_images=frames[1:])
+        self.write("pages.tif", pages, Expected("indexed", (64, 48)))
 
-    write("empty.jpg", b"", Expected("skipped", reason="empty file (0 bytes)"))
-    write("text.jpg", b"not a picture, only words\n", Expected("skipped", reason="not an image file Pillow can read"))
-    jpeg = _encode(_blocks(160, 120, 7), "JPEG")
-    write("truncated.jpg", jpeg[: len(jpeg) // 2], Expected("skipped", reason="broken image data"))
-    rng = np.random.default_rng(8)
-    write("garbage.jpg", b"\xff\xd8\xff\xe0" + rng.bytes(3000), Expected("skipped", reason=""))
-    png = _encode(_blocks(160, 120, 9), "PNG")
-    write("truncated.png", png[: len(png) // 2], Expected("skipped", reason="broken image data"))
-    write("garbage.png", png[:16] + rng.bytes(3000), Expected("skipped", reason=""))
-    write("bomb.png", decompression_bomb(), Expected("skipped", reason="30000x30000 pixels is more than the limit"))
-    write("unreadable.jpg", _encode(_blocks(160, 120, 10), "JPEG"), Expected("skipped", reason="Permission denied"))
-    os.chmod(folder / "unreadable.jpg", 0)
-    os.symlink("loop.jpg", folder / "loop.jpg")
-    expected["loop.jpg"] = Expected("skipped", reason="Too many levels of symbolic links")
-    os.symlink("nowhere.jpg", folder / "dangling.jpg")
-    expected["dangling.jpg"] = Expected("skipped", reason="No such file or directory")
-    os.mkfifo(folder / "pipe.jpg")
-    expected["pipe.jpg"] = Expected("skipped", reason="not a regular file")
-    os.symlink("..", folder / "nested" / "back-to-top")
-    expected["nested/back-to-top"] = Expected("skipped", reason="already walked", is_file=False)
-    (folder / "notes.txt").write_text("not an image name: ignored, not reported")
-    return expected
+    def broken(self) -> None:
+        """Files with image names whose bytes are empty, text, truncated, garbage or a decompression bomb."""
+        self.write("empty.jpg", b"", Expected("skipped", reason="empty file (0 bytes)"))
+        not_an_image = Expected("skipped", reason="not an image file Pillow can read")
+        self.write("text.jpg", b"not a picture, only words\n", not_an_image)
+        jpeg = _encode(_blocks(160, 120, 7), "JPEG")
+        self.write("truncated.jpg", jpeg[: len(jpeg) // 2], Expected("skipped", reason="broken image data"))
+        rng = np.random.default_rng(8)
+        self.write("garbage.jpg", b"\xff\xd8\xff\xe0" + rng.bytes(3000), Expected("skipped", reason=""))
+        png = _encode(_blocks(160, 120, 9), "PNG")
+        self.write("truncated.png", png[: len(png) // 2], Expected("skipped", reason="broken image data"))
+        self.write("garbage.png", png[:16] + rng.bytes(3000), Expected("skipped", reason=""))
+        too_large = Expected("skipped", reason="30000x30000 pixels is more than the limit")
+        self.write("bomb.png", decompression_bomb(), too_large)
+
+    def special_files(self) -> None:
+        """Entries that are not plain readable files: no permission, link loops, dangling links, a pipe."""
+        no_permission = Expected("skipped", reason="Permission denied")
+        self.write("unreadable.jpg", _encode(_blocks(160, 120, 10), "JPEG"), no_permission)
+        os.chmod(self.folder / "unreadable.jpg", 0)
+        os.symlink("loop.jpg", self.folder / "loop.jpg")
+        self.expected["loop.jpg"] = Expected("skipped", reason="Too many levels of symbolic links")
+        os.symlink("nowhere.jpg", self.folder / "dangling.jpg")
+        self.expected["dangling.jpg"] = Expected("skipped", reason="No such file or directory")
+        os.mkfifo(self.folder / "pipe.jpg")
+        self.expected["pipe.jpg"] = Expected("skipped", reason="not a regular file")
+        os.symlink("..", self.folder / "nested" / "back-to-top")
+        self.expected["nested/back-to-top"] = Expected("skipped", reason="already walked", is_file=False)
+        (self.folder / "notes.txt").write_text("not an image name: ignored, not reported")
 
 
 def write_yolo_labels(expected: dict[str, Expected], labels: Path) -> Path:

@@ -1,9 +1,12 @@
 import json
 
+import numpy as np
 import pytest
+from PIL import Image
 
-from retrieval.annotations.boxes import load_annotations
+from retrieval.annotations import load_annotations
 from retrieval.errors import AnnotationsError
+from retrieval.training.data import load_detection_data
 
 
 def write_coco(path, annotations, images=None):
@@ -27,6 +30,7 @@ def test_coco_image_without_annotations_and_unknown_images_have_no_objects(tmp_p
     annotations = load_annotations(coco)
     assert len(annotations.objects_for("shelf/a.jpg", 100, 80)) == 0
     assert len(annotations.objects_for("other.jpg", 100, 80)) == 0
+    assert annotations.key_for("other.jpg") == annotations.key_for("shelf/a.jpg")  # both: no boxes
 
 
 def test_coco_matches_a_unique_bare_file_name(tmp_path):
@@ -110,3 +114,70 @@ def test_bad_yolo_lines_name_file_and_line(tmp_path, line, message):
 def test_missing_annotations_path(tmp_path):
     with pytest.raises(AnnotationsError, match="not found: give a COCO JSON file or a YOLO labels folder"):
         load_annotations(tmp_path / "nothing.json")
+
+
+def test_a_foldered_entry_names_only_its_own_path(tmp_path):
+    coco = write_coco(tmp_path / "a.json", [{"image_id": 1, "bbox": [0, 0, 5, 5], "category_id": 3}])
+    annotations = load_annotations(coco)  # file_name shelf/a.jpg
+    assert annotations.names("shelf/a.png") and not annotations.names("other/a.jpg")
+    with pytest.raises(AnnotationsError, match="1 annotated images are not in the gallery G: images\\[0\\]"):
+        annotations.check_images_exist(["other/a.jpg"], "G")
+
+
+def _picture(path, size):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, (90, 90, 90)).save(path)
+
+
+def test_one_coco_file_gives_the_same_pixel_boxes_to_indexing_and_training(tmp_path):
+    """The same COCO file as ``--annotations`` of a gallery and as a training split: the same boxes."""
+    images = [
+        {"id": 1, "file_name": "shelf/a.jpg", "width": 100, "height": 80},
+        {"id": 2, "file_name": "b.jpg", "width": 60, "height": 40},
+    ]
+    boxes = [
+        {"image_id": 1, "bbox": [10.5, 20, 30, 40], "category_id": 3},
+        {"image_id": 1, "bbox": [0, 0, 100, 80], "category_id": 3},
+        {"image_id": 2, "bbox": [5, 6, 7, 8], "category_id": 3},
+    ]
+    root = tmp_path / "data"
+    for entry in images:
+        _picture(root / "images" / entry["file_name"], (entry["width"], entry["height"]))
+    for split in ("train", "val"):
+        write_coco(root / f"{split}.json", boxes, images=images)
+    annotations = load_annotations(root / "train.json")
+    data = load_detection_data(root)
+    assert data.classes == ["can"] and [s.path.relative_to(root / "images").as_posix() for s in data.train] == [
+        "b.jpg",
+        "shelf/a.jpg",
+    ]
+    for sample in data.train:
+        rel_path = sample.path.relative_to(root / "images").as_posix()
+        width, height = Image.open(sample.path).size
+        given = annotations.objects_for(rel_path, width, height)
+        np.testing.assert_array_equal(sample.boxes, given.boxes)
+        assert sample.labels.tolist() == [1] * len(given) and given.labels == ["can"] * len(given)
+    assert data.train[1].boxes.tolist() == [[10.5, 20, 40.5, 60], [0, 0, 100, 80]]
+
+
+def test_one_yolo_labels_folder_gives_the_same_pixel_boxes_to_indexing_and_training(tmp_path):
+    """``labels/`` beside ``images/`` as a training dataset, and as ``--annotations`` of ``images/``."""
+    root = tmp_path / "data"
+    sizes = {"train/a.png": (200, 100), "train/deep/b.png": (64, 48), "val/c.png": (50, 50)}
+    lines = {"train/a": "1 0.5 0.5 0.2 0.5\n0 0.1 0.1 0.2 0.2\n", "train/deep/b": "0 0.5 0.5 1 1\n", "val/c": ""}
+    for rel_path, size in sizes.items():
+        _picture(root / "images" / rel_path, size)
+    for key, text in lines.items():
+        (root / "labels" / key).parent.mkdir(parents=True, exist_ok=True)
+        (root / "labels" / f"{key}.txt").write_text(text)
+    (root / "classes.txt").write_text("bottle\ncan\n")
+    annotations = load_annotations(root / "labels")  # names from ../classes.txt
+    data = load_detection_data(root)
+    assert len(data.train) == 2 and len(data.val) == 1
+    for sample in data.train + data.val:
+        rel_path = sample.path.relative_to(root / "images").as_posix()
+        given = annotations.objects_for(rel_path, *sizes[rel_path])
+        np.testing.assert_array_equal(sample.boxes, given.boxes)
+        assert [data.classes[label - 1] for label in sample.labels] == given.labels
+    assert data.train[0].boxes.ravel().tolist() == pytest.approx([80, 25, 120, 75, 0, 0, 40, 20])
+    assert data.train[1].boxes.tolist() == [[0, 0, 64, 48]] and data.val[0].boxes.shape == (0, 4)

@@ -12,7 +12,7 @@ import pytest
 from retrieval import Searcher, build_index
 
 from tests.conftest import ANNOTATED_RESNET, GALLERY, QUERY
-from tests.live_server import running_server
+from retrieval.testing.live_server import running_server
 
 playwright_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed (pip install '.[test]')"

@@ -3,7 +3,7 @@
 import json
 
 import numpy as np
-from make_demo_data import generate
+from retrieval.testing.demo_data import generate
 from PIL import Image
 
 from tests.conftest import GALLERY, QUERY

@@ -37,7 +37,7 @@ from retrieval.models.detectors.checkpoint import save_checkpoint
 from retrieval.server import ServerState, create_app
 
 from tests.conftest import FUZZ_CASES, RANDOM_WHOLE
-from tests.synthetic_detection import CLASSES, write_yolo_dataset
+from retrieval.testing.shapes import CLASSES, write_yolo_dataset
 
 USER, USAGE = (1,), (2,)  # exit statuses: a value the API refuses, one click refuses
 IMAGES = {"a.png": (64, 48), "b.png": (48, 64), "sub/c.png": (40, 40)}

@@ -17,7 +17,7 @@ import pytest
 from retrieval import build_index
 
 from tests.conftest import ANNOTATED_RESNET, GALLERY, QUERY, RANDOM_WHOLE
-from tests.live_server import running_server
+from retrieval.testing.live_server import running_server
 
 CLIENTS, QUERIES = 8, 200
 

@@ -18,8 +18,8 @@ from retrieval.models import FasterRCNNModel, ResNet50Embedder
 from retrieval.models.detectors.faster_rcnn import build_faster_rcnn
 from retrieval.models.accel.fused import FusedConv, fuse_convolutions, fusion_available
 from retrieval.models.detectors.postprocess import top_detections
-from retrieval.models.accel.roi_align import ChannelsLastRoIAlign
-from retrieval.models.accel.speed import cpu_has_fast_bf16, fold_batchnorms, resolve_precision
+from retrieval.models.accel.roi_align import ChannelsLastRoIAlign, roi_pooler_for
+from retrieval.models.accel.speed import Cast, cpu_has_fast_bf16, fold_batchnorms, resolve_precision
 from retrieval.models.weights import seeded_init
 from retrieval.pipeline.reader import prefetched
 
@@ -92,6 +92,22 @@ def test_channels_last_roi_align_gives_torchvisions_multiscale_roi_align():
     bf16 = ours({name: value.bfloat16() for name, value in features.items()}, boxes, sizes)
     assert bf16.dtype == torch.bfloat16
     assert (bf16.float() - expected).norm() / expected.norm() < 0.01
+
+
+def test_cuda_keeps_torchvisions_roi_align_and_the_cpu_gets_the_channels_last_one():
+    pooler = MultiScaleRoIAlign(["0", "1"], 7, 2)
+    cuda = torch.device("cuda")  # only chosen for, never run: no GPU needed
+    assert roi_pooler_for(pooler, cuda, torch.float32) is pooler
+    half = roi_pooler_for(pooler, cuda, torch.bfloat16)
+    assert isinstance(half, Cast) and half.module is pooler and half.dtype == torch.float32
+    assert type(roi_pooler_for(pooler, torch.device("cpu"), torch.bfloat16)) is ChannelsLastRoIAlign
+    generator = torch.Generator().manual_seed(1)
+    features = {str(level): torch.randn(1, 8, 40 // 2**level, 48 // 2**level, generator=generator) for level in (0, 1)}
+    boxes, sizes = [random_boxes(30, generator, 192, 160)], [(160, 192)]
+    bf16 = {name: value.bfloat16() for name, value in features.items()}
+    pooled = half(bf16, boxes, sizes)  # bf16 features, fp32 boxes: torchvision's kernel on fp32 copies
+    assert pooled.dtype == torch.float32
+    torch.testing.assert_close(pooled, pooler({k: v.float() for k, v in bf16.items()}, boxes, sizes))
 
 
 def test_fused_convolutions_give_the_unfused_resnet50_outputs():

@@ -1,5 +1,5 @@
 """Fine-tuning a detector (train-detector), judging it (evaluate-detector) and indexing with it, on a small
-synthetic YOLO dataset of coloured shapes (tests/synthetic_detection.py). Random starting weights: the
+synthetic YOLO dataset of coloured shapes (retrieval/testing/shapes.py). Random starting weights: the
 tests check what a few steps can show (the loss falls), not accuracy."""
 
 import contextlib
@@ -31,7 +31,7 @@ from retrieval.training.metrics import ImageDetections, coco_map
 from retrieval.training.train import TrainingImages, TrainSettings, output_paths, train_detector, warmup_schedule
 
 from tests.conftest import GALLERY
-from tests.synthetic_detection import CLASSES, SIZE, write_yolo_dataset
+from retrieval.testing.shapes import CLASSES, SIZE, write_yolo_dataset
 
 FAST = dict(detector="mobilenet_v3_large_fpn", weights="random", min_size=160, max_size=240, lr=0.01, workers=0)
 

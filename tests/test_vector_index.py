@@ -4,7 +4,7 @@ removal, and a store that moves from exact to approximate search as it grows."""
 import faiss
 import numpy as np
 import pytest
-from benchmark_vectors import unit_mixture
+from retrieval.testing.vectors import unit_mixture
 
 from retrieval import IndexSettings, Searcher, build_index, index_info, remove_images
 from retrieval.index import faiss_kinds as vi

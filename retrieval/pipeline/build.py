@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..annotations.boxes import load_annotations
+from ..annotations import load_annotations
 from ..errors import StoreError
 from ..images import DEFAULT_MAX_PIXELS
 from ..index.layout import HEAD_NAME, PENDING_NAME, IndexLock, new_store_folder, point, read_pointer, remove_other_stores

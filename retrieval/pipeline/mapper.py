@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from ..annotations.boxes import AnnotationSet, load_annotations
+from ..annotations import AnnotationSet, load_annotations
 from ..boxes import whole_image_box
 from ..errors import AnnotationsError
 from ..models.registry import Embedder, build_detector, build_embedder, resolve_device

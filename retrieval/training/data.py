@@ -1,17 +1,22 @@
 """A detection dataset folder → train and validation samples with pixel boxes.
 
+This module lays the dataset out (which files make each split); the files are read by the shared parsers
+in ``retrieval.annotations``, with the same rules as ``index --objects annotations``.
+
 YOLO (Ultralytics layout):
 
 - ``data.yaml`` with ``names`` (a list, or a dict of number → name), and ``train`` / ``val``: each a folder
   of images or a ``.txt`` list of image paths, relative to ``path:`` in the yaml or to the dataset folder;
 - or, without ``data.yaml``, ``images/train`` and ``images/val`` with the names in ``classes.txt``.
 
-An image's labels are at the same path with the last ``images`` folder replaced by ``labels`` and the
-extension by ``.txt``: one line ``class cx cy w h`` per box, normalised to the image as displayed (EXIF
-orientation applied). An image without a label file, or with an empty one, is a negative (no objects).
+An image's image root is the last ``images`` folder in its path, and its labels folder the ``labels``
+folder beside it: ``images/train/a.jpg`` has the labels ``labels/train/a.txt`` (one line ``class cx cy w h``
+per box, normalised to the image as displayed, EXIF orientation applied). An image without a label file,
+or with an empty one, is a negative (no objects).
 
 COCO: ``train.json`` and ``val.json`` in the dataset folder (or ``annotations/instances_train.json`` and
-``annotations/instances_val.json``), ``file_name`` relative to ``images/`` or to the dataset folder.
+``annotations/instances_val.json``); the image root is ``images/`` in the dataset folder (the dataset folder
+itself where there is none), and ``file_name`` is relative to it. A split is the images its file names.
 
 Boxes come out as ``(N, 4)`` float32 ``x1, y1, x2, y2`` pixels; labels as ``(N,)`` int64 class numbers
 ``1..C`` (0 is the detector's background), ``classes[label - 1]`` naming them.
@@ -19,15 +24,16 @@ Boxes come out as ``(N, 4)`` float32 ``x1, y1, x2, y2`` pixels; labels as ``(N,)
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
-import yaml
 
-from ..annotations.boxes import parse_yolo_line
+from ..annotations import AnnotationSet, coco_annotations, labels_folder_of, load_annotations, read_coco
+from ..annotations.gallery import Box
+from ..annotations.yolo import NAMES_FILE, names_of, read_data_yaml, read_names_file
 from ..errors import AnnotationsError, ImageError
 from ..sources.folder import is_image_name
 from ..images import oriented_size
@@ -73,11 +79,8 @@ def load_detection_data(root: str | os.PathLike) -> DetectionData:
 def _load_yolo(root: Path) -> tuple[list[str], dict[str, list[Sample]]]:
     data_yaml = root / "data.yaml"
     if data_yaml.is_file():
-        try:
-            config = yaml.safe_load(data_yaml.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as error:
-            raise AnnotationsError(f"{data_yaml} is not valid YAML: {error}") from None
-        classes = _names(config.get("names"), data_yaml)
+        config = read_data_yaml(data_yaml)
+        classes = names_of(config, data_yaml)
         base = (root / config["path"]) if config.get("path") else root
         sources = {}
         for split in SPLITS:
@@ -85,22 +88,24 @@ def _load_yolo(root: Path) -> tuple[list[str], dict[str, list[Sample]]]:
                 raise AnnotationsError(f"{data_yaml} has no '{split}:' entry (a folder or a .txt list of images)")
             sources[split] = base / str(config[split])
     else:
-        names_file = root / "classes.txt"
-        if not names_file.is_file():
+        if not (root / NAMES_FILE).is_file():
             raise AnnotationsError(
                 f"dataset {root} has neither data.yaml nor classes.txt (nor train.json and val.json for COCO)"
             )
-        classes = [line.strip() for line in names_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        classes = read_names_file(root / NAMES_FILE)
         sources = {split: root / "images" / split for split in SPLITS}
-    return classes, {split: [_yolo_sample(path, classes) for path in _images_of(sources[split])] for split in SPLITS}
-
-
-def _names(names, where: Path) -> list[str]:
-    if isinstance(names, dict):
-        return [str(names[key]) for key in sorted(names)]
-    if isinstance(names, list) and names:
-        return [str(name) for name in names]
-    raise AnnotationsError(f"{where} has no 'names' (a list of class names, or a dict of number → name)")
+    labels: dict[Path, AnnotationSet | None] = {}  # each labels folder read once, for both splits
+    splits = {}
+    for split in SPLITS:
+        samples = []
+        for image in _images_of(sources[split]):
+            image_root, folder = labels_folder_of(image)
+            if folder not in labels:
+                labels[folder] = load_annotations(folder, names=classes) if folder.is_dir() else None
+            rel_path = image.relative_to(image_root).as_posix()
+            samples.append(_sample(image, labels[folder], rel_path, lambda box: box.class_id + 1))
+        splits[split] = samples
+    return classes, splits
 
 
 def _images_of(source: Path) -> list[Path]:
@@ -117,34 +122,17 @@ def _images_of(source: Path) -> list[Path]:
     raise AnnotationsError(f"{source} is neither a folder of images nor a .txt list of image paths")
 
 
-def _yolo_sample(image: Path, classes: list[str]) -> Sample:
-    parts = list(image.parts)
-    if "images" not in parts:
-        raise AnnotationsError(f"{image}: YOLO images must lie under an 'images' folder (labels under 'labels')")
-    position = len(parts) - 1 - parts[::-1].index("images")
-    label_file = Path(*parts[:position], "labels", *parts[position + 1 :]).with_suffix(".txt")
-    boxes, labels = [], []
-    if label_file.is_file():
+def _sample(image: Path, annotations: AnnotationSet | None, rel_path: str, number: Callable[[Box], int]) -> Sample:
+    """``image``'s boxes from ``annotations`` (matched by ``rel_path``), labelled by ``number(box)`` in ``1..C``."""
+    boxes, labels = np.zeros((0, 4), dtype=np.float32), []
+    if annotations is not None and annotations.names(rel_path):
         try:
             width, height = oriented_size(image)
         except ImageError as error:
             raise AnnotationsError(str(error)) from None
-        for number, line in enumerate(label_file.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-            if not line.strip():
-                continue
-            box = parse_yolo_line(line, f"{label_file} line {number}", classes)
-            cx, cy, w, h = box.centre_size
-            boxes.append([(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height])
-            labels.append(classes.index(box.label) + 1)
-    return _sample(image, boxes, labels)
-
-
-def _sample(path: Path, boxes: list, labels: list) -> Sample:
-    return Sample(
-        path=path,
-        boxes=np.array(boxes, dtype=np.float32).reshape(-1, 4),
-        labels=np.array(labels, dtype=np.int64),
-    )
+        boxes, given = annotations.pixel_boxes(rel_path, width, height)
+        labels = [number(box) for box in given]
+    return Sample(path=image, boxes=boxes, labels=np.array(labels, dtype=np.int64))
 
 
 def _coco_file(root: Path, split: str) -> Path | None:
@@ -155,47 +143,22 @@ def _coco_file(root: Path, split: str) -> Path | None:
 
 
 def _load_coco(root: Path, files: dict[str, Path]) -> tuple[list[str], dict[str, list[Sample]]]:
-    documents = {}
-    for split, path in files.items():
-        try:
-            documents[split] = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as error:
-            raise AnnotationsError(f"{path} is not a readable JSON file ({error})") from None
-        for key in ("images", "annotations", "categories"):
-            if not isinstance(documents[split].get(key), list):
-                raise AnnotationsError(f"{path} has no '{key}' list: it is not a COCO file")
-    categories = sorted({(c["id"], c["name"]) for d in documents.values() for c in d["categories"]})
+    documents = {split: read_coco(path) for split, path in files.items()}
+    categories = sorted({item for document in documents.values() for item in document.categories.items()})
+    if not categories:
+        raise AnnotationsError(f"{files['train']} has no categories: training needs the class names")
     classes = [name for _, name in categories]
     number = {category_id: position + 1 for position, (category_id, _) in enumerate(categories)}
+    image_root = root / "images" if (root / "images").is_dir() else root
+    images = _images_of(image_root)
+    rel_paths = [image.relative_to(image_root).as_posix() for image in images]
     splits = {}
     for split, document in documents.items():
-        by_image: dict[int, list] = {image["id"]: [] for image in document["images"]}
-        for index, annotation in enumerate(document["annotations"]):
-            where = f"{files[split]}: annotations[{index}]"
-            x, y, w, h = _bbox(annotation, where)
-            if annotation.get("image_id") not in by_image or annotation.get("category_id") not in number:
-                raise AnnotationsError(f"{where} names an image_id or category_id that the file does not define")
-            by_image[annotation["image_id"]].append(([x, y, x + w, y + h], number[annotation["category_id"]]))
-        samples = []
-        for image in document["images"]:
-            path = next(
-                (p for p in (root / "images" / image["file_name"], root / image["file_name"]) if p.is_file()), None
-            )
-            if path is None:
-                raise AnnotationsError(
-                    f"{files[split]}: image {image['file_name']!r} is not under {root}/images or {root}"
-                )
-            found = by_image[image["id"]]
-            samples.append(_sample(path, [box for box, _ in found], [label for _, label in found]))
-        splits[split] = samples
+        annotations = coco_annotations(document)
+        annotations.check_images_exist(rel_paths, str(image_root), what="the dataset's images")
+        splits[split] = [
+            _sample(image, annotations, rel_path, lambda box: number[box.category_id])
+            for image, rel_path in zip(images, rel_paths)
+            if annotations.names(rel_path)
+        ]
     return classes, splits
-
-
-def _bbox(annotation: dict, where: str) -> tuple[float, float, float, float]:
-    bbox = annotation.get("bbox")
-    if not isinstance(bbox, list) or len(bbox) != 4 or not all(isinstance(v, (int, float)) for v in bbox):
-        raise AnnotationsError(f"{where} bbox {bbox!r} must be [x, y, width, height] numbers")
-    x, y, w, h = (float(v) for v in bbox)
-    if w <= 0 or h <= 0 or x < 0 or y < 0:
-        raise AnnotationsError(f"{where} bbox {bbox} has a negative position or no area")
-    return x, y, w, h

@@ -10,7 +10,8 @@ channels, in the features' own dtype.
 
 The sample points, bilinear weights, border rules and FPN level assignment are torchvision's own
 (``roi_align`` with ``aligned=False``, ``MultiScaleRoIAlign``'s ``LevelMapper``); a test checks the
-output against ``MultiScaleRoIAlign`` on the same features.
+output against ``MultiScaleRoIAlign`` on the same features. It is for the CPU only: on CUDA torchvision's own
+kernel is the fast one, and ``roi_pooler_for`` keeps it there.
 """
 
 from __future__ import annotations
@@ -22,7 +23,21 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import MultiScaleRoIAlign, box_area
 
+from .speed import Cast
+
 LEVEL_EPS = 1e-6  # torchvision's LevelMapper
+
+
+def roi_pooler_for(pooler: MultiScaleRoIAlign, device: torch.device, dtype: torch.dtype) -> nn.Module:
+    """The ROI pooler to run on ``device`` with features in ``dtype``.
+
+    CPU: ``ChannelsLastRoIAlign`` (10-17x faster than torchvision's CPU kernel, any dtype). Elsewhere (CUDA):
+    torchvision's ``pooler`` itself, given fp32 features where they are in a lower precision (its kernel wants
+    features and boxes in one dtype, and boxes stay fp32), as torchvision's autocast rule for ``roi_align`` does.
+    """
+    if device.type == "cpu":
+        return ChannelsLastRoIAlign(pooler)
+    return pooler if dtype == torch.float32 else Cast(pooler, torch.float32)
 
 
 class ChannelsLastRoIAlign(nn.Module):

@@ -74,7 +74,8 @@ def to_inference_layout(module: nn.Module, dtype: torch.dtype) -> nn.Module:
 
 
 class Cast(nn.Module):
-    """Run ``module`` on inputs cast to ``dtype``; outputs (tensors, or lists or tuples of them) come back as fp32."""
+    """Run ``module`` on inputs cast to ``dtype``; outputs (tensors, or lists, tuples or dicts of them) come back
+    as fp32."""
 
     def __init__(self, module: nn.Module, dtype: torch.dtype) -> None:
         super().__init__()
@@ -103,4 +104,6 @@ def _to(value, dtype: torch.dtype):
         return value.to(dtype) if value.is_floating_point() else value
     if isinstance(value, (list, tuple)):
         return type(value)(_to(v, dtype) for v in value)
+    if isinstance(value, dict):
+        return type(value)((key, _to(v, dtype)) for key, v in value.items())
     return value

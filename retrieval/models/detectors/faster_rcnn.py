@@ -29,7 +29,7 @@ from .frames import to_original_frame, to_resized_frame
 from .checkpoint import model_from_checkpoint, read_checkpoint
 from ..accel.fused import fuse_convolutions
 from .postprocess import top_detections
-from ..accel.roi_align import ChannelsLastRoIAlign
+from ..accel.roi_align import roi_pooler_for
 from ..accel.speed import Cast, fold_batchnorms, resolve_precision, to_inference_layout
 from ..weights import file_sha256, load_weights, seeded_init
 
@@ -212,8 +212,8 @@ class FasterRCNNModel:
 def _fast_inference(model: FasterRCNN, dtype: torch.dtype, device: torch.device, fuse: bool) -> FasterRCNN:
     """The same detector, arranged to run fast: batch norms folded into the backbone's convolutions
     (speed.py); on the CPU, each convolution fused with the ReLU and residual add after it (fused.py);
-    backbone, RPN head and box head in ``dtype`` with channels-last memory; ROI pooling on those
-    channels-last features (roi_align.py); box decoding, scores and NMS in fp32."""
+    backbone, RPN head and box head in ``dtype`` with channels-last memory; on the CPU, ROI pooling on
+    those channels-last features (roi_align.py), on CUDA torchvision's; box decoding, scores and NMS in fp32."""
     fold_batchnorms(model.backbone.body)
     if fuse and device.type == "cpu":  # the ResNet50-FPN layout fused.py knows
         fuse_convolutions(model.backbone.body)
@@ -223,5 +223,5 @@ def _fast_inference(model: FasterRCNN, dtype: torch.dtype, device: torch.device,
     if dtype != torch.float32:
         model.rpn.head = Cast(model.rpn.head, dtype)
         model.roi_heads.box_head = Cast(model.roi_heads.box_head, dtype)
-    model.roi_heads.box_roi_pool = ChannelsLastRoIAlign(model.roi_heads.box_roi_pool)
+    model.roi_heads.box_roi_pool = roi_pooler_for(model.roi_heads.box_roi_pool, device, dtype)
     return model.to(device)

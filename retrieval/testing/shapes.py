@@ -2,7 +2,7 @@
 
 ``write_yolo_dataset(root)`` writes ``root/data.yaml``, ``root/images/{train,val}/*.png`` and
 ``root/labels/{train,val}/*.txt`` (``class cx cy w h`` normalised), deterministically; the last training
-image has no label file (a negative). ``python tests/synthetic_detection.py OUT`` writes one to look at.
+image has no label file (a negative). ``python -m retrieval.testing.shapes OUT`` writes one to look at.
 """
 
 from __future__ import annotations
