@@ -14,8 +14,10 @@ One command, every row on the same images and settings; figures printed as table
   query      image + box -> top 10 through ``Searcher`` (models loaded once): p50 and p95 latency.
   vectors    benchmark_vectors.py: each FAISS index kind at each size and dimension.
   training   benchmark_training.py: train-detector's training step and validation, images/s per detector.
+  startup    benchmark_startup.py: whole commands in fresh processes (--help, index --help, info, query),
+             median seconds and which of torch, torchvision, faiss each imported.
 
-Usage: python scripts/benchmark.py [--sections indexing,agreement,query,vectors,training] [--quick] [--json]
+Usage: python scripts/benchmark.py [--sections indexing,agreement,query,vectors,training,startup] [--quick] [--json]
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 from benchmark_agreement import agreement_rows
 from benchmark_reference import ReferenceIndexer
+from benchmark_startup import startup_rows
 from benchmark_training import training_rows
 from benchmark_vectors import vector_rows
 
@@ -49,7 +52,7 @@ from retrieval.models.accel.speed import resolve_precision
 from retrieval.index.snapshot import IndexSnapshot
 
 GROCERY = ROOT.parent / "shared" / "data" / "grocery" / "val"
-SECTIONS = ("indexing", "agreement", "query", "vectors", "training")
+SECTIONS = ("indexing", "agreement", "query", "vectors", "training", "startup")
 EMBEDDERS = ("roi", "resnet50")
 
 
@@ -76,6 +79,8 @@ def main() -> None:
             report["vectors"] = vector_rows(args.vector_sizes, args.vector_dims, args.index_types, say)
         if "training" in args.sections:
             report["training"] = training_rows(args.train_images, args.min_size, args.max_size, args.device, say)
+        if "startup" in args.sections:
+            report["startup"] = startup_section(args, gallery, work)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -98,6 +103,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--vector-dims", default="1024,2048", help="dimensions, comma-separated")
     parser.add_argument("--index-types", default="flat,hnsw,ivf,ivfpq", help="index kinds, comma-separated")
     parser.add_argument("--train-images", type=int, default=16, help="synthetic training images per detector")
+    parser.add_argument("--startup-runs", type=int, default=5, help="fresh processes per start-up command")
     parser.add_argument("--quick", action="store_true", help="a short run: 8 images, 10 queries, 20k vectors")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     args = parser.parse_args()
@@ -240,6 +246,16 @@ def query_rows(args: argparse.Namespace, gallery: Path, work: Path) -> list[dict
     return rows
 
 
+def startup_section(args: argparse.Namespace, gallery: Path, work: Path) -> list[dict]:
+    """Whole-command times on the resnet50 index the query section uses (built here if it is not there)."""
+    index_dir = work / "index-resnet50"
+    if not index_dir.exists():
+        say("startup: building the resnet50 index first")
+        build_index(gallery, index_dir, detect_settings(args, "resnet50"), progress=False)
+    say(f"startup: {args.startup_runs} fresh processes per command")
+    return startup_rows(index_dir, sorted(gallery.iterdir())[0], args.startup_runs, say)
+
+
 def print_report(report: dict) -> None:
     m = report["machine"]
     s = report["settings"]
@@ -277,27 +293,34 @@ def print_report(report: dict) -> None:
         print("\nQuery: image + box -> top 10, models loaded")
         table(report["query"], list(report["query"][0]))
     if "vectors" in report:
-        print("\nVector search (synthetic clustered unit vectors): 50 queries one at a time, then 200 in one batch;")
-        print("recall@10 against exact search")
-        table(
-            report["vectors"],
-            [
-                "vectors",
-                "dimension",
-                "kind",
-                "factory",
-                "params",
-                "build_s",
-                "bytes_per_vector",
-                "index_mb",
-                "single_ms_p50",
-                "single_ms_p95",
-                "batch_ms_per_query",
-                "recall@10",
-            ],
-        )
+        _print_vectors(report)
     if "training" in report:
         _print_training(report)
+    if "startup" in report:
+        print("\nStart-up: whole commands, each in a fresh process (median of the runs)")
+        table(report["startup"], list(report["startup"][0]))
+
+
+def _print_vectors(report: dict) -> None:
+    print("\nVector search (synthetic clustered unit vectors): 50 queries one at a time, then 200 in one batch;")
+    print("recall@10 against exact search")
+    table(
+        report["vectors"],
+        [
+            "vectors",
+            "dimension",
+            "kind",
+            "factory",
+            "params",
+            "build_s",
+            "bytes_per_vector",
+            "index_mb",
+            "single_ms_p50",
+            "single_ms_p95",
+            "batch_ms_per_query",
+            "recall@10",
+        ],
+    )
 
 
 def _print_training(report: dict) -> None:
