@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from retrieval import IndexSettings, Searcher, build_index, index_info
+from retrieval import IndexSettings, Searcher, build_index, index_info, remove_images
 from retrieval.cli.main import main
 from retrieval.errors import ImageError, SettingsError
 from retrieval.images import LoadedImage
@@ -235,3 +235,5 @@ def test_a_registered_gallery_source_yields_items_with_their_own_keys(tmp_path, 
     assert best[0].image == str(gallery / best[0].item.split("#")[0])
     again = build_index(gallery, tmp_path / "i", progress=False)  # the index's own settings: the toy source
     assert (again.unchanged, again.added) == (6, 0)
+    removed = remove_images(tmp_path / "i", ["clip.npy"])  # a path names its file: every item from it goes
+    assert removed == [f"clip.npy#{k}" for k in range(4)] and index_info(tmp_path / "i")["images"] == 2

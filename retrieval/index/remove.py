@@ -12,8 +12,9 @@ from .store import StoreWriter
 
 
 def remove_images(index_dir: str | os.PathLike, paths: Iterable[str]) -> list[str]:
-    """Remove the given images, their objects and vectors, in one commit; return the gallery paths removed.
+    """Remove the given images, their objects and vectors, in one commit; return the keys of the items removed.
 
+    Paths name files: every item that comes from a named file (or from a file under a named folder) goes.
     A path may be relative to the gallery root, relative to the current folder, or absolute, and may
     name a folder (everything indexed under it is removed; the gallery folder itself: every image). A path
     that matches nothing, or an empty one, is an error and nothing is removed.
@@ -24,7 +25,7 @@ def remove_images(index_dir: str | os.PathLike, paths: Iterable[str]) -> list[st
         writer = StoreWriter.open(active_store(index_dir))
         try:
             root = Path(writer.manifest.gallery_root)
-            known = list(writer.items())
+            known = writer.item_paths()
             targets: set[str] = set()
             for given in paths:
                 if not given.strip():
@@ -41,8 +42,9 @@ def remove_images(index_dir: str | os.PathLike, paths: Iterable[str]) -> list[st
     return sorted(targets)
 
 
-def _matches(given: str, root: Path, known: list[str]) -> list[str]:
-    """Known gallery paths that ``given`` names (as gallery-relative, or as a real path inside the gallery)."""
+def _matches(given: str, root: Path, known: dict[str, str]) -> list[str]:
+    """Keys of the items (``known``: key → file path) whose file ``given`` names (as a gallery-relative path,
+    or as a real path inside the gallery), or lies under the folder it names."""
     candidates = [PurePosixPath(given).as_posix()]
     relative_to_root = os.path.relpath(Path(given).absolute(), root)
     if relative_to_root == ".":  # the gallery folder itself (not a gallery-relative ".", which is ambiguous)
@@ -52,7 +54,8 @@ def _matches(given: str, root: Path, known: list[str]) -> list[str]:
     for candidate in candidates:
         if candidate in ("", "."):
             continue
-        found = [path for path in known if path == candidate or path.startswith(candidate.rstrip("/") + "/")]
+        prefix = candidate.rstrip("/") + "/"
+        found = [key for key, path in known.items() if path == candidate or path.startswith(prefix)]
         if found:
             return found
     return []

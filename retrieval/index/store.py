@@ -100,6 +100,10 @@ class StoreWriter:
         rows = self.db.execute("SELECT key, file_size, mtime_ns, sha256, source_key, status FROM items").fetchall()
         return {row[0]: ItemState(*row[1:]) for row in rows}
 
+    def item_paths(self) -> dict[str, str]:
+        """The file each item comes from (relative to the gallery root), by key (committed or not)."""
+        return dict(self.db.execute("SELECT key, path FROM items").fetchall())
+
     def put_item(
         self,
         key: str,
