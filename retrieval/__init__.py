@@ -17,9 +17,8 @@ and ``info`` never import torch or FAISS.
 
 from __future__ import annotations
 
-import importlib
-
 from .errors import RetrievalError
+from .lazy import lazy_attributes
 
 _WHERE = {
     "IndexSettings": "retrieval.settings",
@@ -35,10 +34,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str):
-    if name in _WHERE:
-        return getattr(importlib.import_module(_WHERE[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _WHERE)
 
 
 def __dir__() -> list[str]:

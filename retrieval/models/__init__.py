@@ -6,9 +6,16 @@ The names below are imported on first use, so importing this package does not im
 
 from __future__ import annotations
 
-import importlib
-
-from .registry import EMBEDDERS, Embedder, EmbedderEntry, build_detector, build_embedder, register_embedder, resolve_device
+from ..lazy import lazy_attributes
+from .registry import (
+    EMBEDDERS,
+    Embedder,
+    EmbedderEntry,
+    build_detector,
+    build_embedder,
+    register_embedder,
+    resolve_device,
+)
 
 _LAZY = {
     "FasterRCNNModel": "retrieval.models.detectors.faster_rcnn",
@@ -17,10 +24,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [
