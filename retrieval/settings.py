@@ -156,18 +156,28 @@ class IndexSettings:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "IndexSettings":
-        """Inverse of ``to_dict``, for settings a manifest recorded: they were checked when written, so they
-        are taken as they are (an index built with a plugin embedder reads without that plugin loaded; missing
-        keys take their defaults). Unknown keys are an error naming them."""
-        fields = {field.name: field for field in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(fields))
-        if unknown:
-            raise SettingsError(f"unknown settings {', '.join(unknown)} (written by a newer version?)")
+        """Inverse of ``to_dict``, every value checked as by the constructor; unknown keys are an error naming them."""
+        return cls(**_known(cls, values))
+
+    @classmethod
+    def recorded(cls, values: dict[str, Any]) -> "IndexSettings":
+        """Settings a manifest recorded, taken as they are: they were checked when written, so an index built
+        with a plugin's part reads without that plugin loaded (``retrieval info``). Missing keys (older
+        manifests) take their defaults; unknown keys are an error naming them."""
+        values = _known(cls, values)
         settings = object.__new__(cls)
-        for name, field in fields.items():
-            value = values[name] if name in values else field.default
-            object.__setattr__(settings, name, tuple(value or ()) if name == "classes" else value)
+        for field in dataclasses.fields(cls):
+            value = values[field.name] if field.name in values else field.default
+            object.__setattr__(settings, field.name, value)
         return settings
+
+
+def _known(cls, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with ``classes`` as a tuple; unknown keys are an error naming them."""
+    unknown = sorted(set(values) - {field.name for field in dataclasses.fields(cls)})
+    if unknown:
+        raise SettingsError(f"unknown settings {', '.join(unknown)} (written by a newer version?)")
+    return {**values, "classes": tuple(values.get("classes") or ())}
 
 
 def _absolute_weights(spec: str) -> str:

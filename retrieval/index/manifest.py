@@ -92,7 +92,7 @@ class Manifest:
                     "('retrieval index GALLERY --index DIR --rebuild') or use a newer retrieval"
                 )
             return cls(
-                settings=IndexSettings.from_dict(data["settings"]),
+                settings=IndexSettings.recorded(data["settings"]),
                 embedder=data["embedder"],
                 detector=data["detector"],
                 gallery_root=data["gallery_root"],
