@@ -8,7 +8,9 @@ call these where they receive a value; the CLI and the server only pass values t
 from __future__ import annotations
 
 import math
-from typing import Iterable
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
 
 from .errors import SettingsError
 
@@ -31,12 +33,46 @@ def check_float(name: str, value: object, low: float | None = None, high: float 
     return number
 
 
+def check_positive(name: str, value: object) -> float:
+    """``value`` as a finite float above 0 (a rate, a factor, a duration)."""
+    number = check_float(name, value)
+    if number <= 0:
+        raise SettingsError(f"{name} {_plain(number)} must be more than 0")
+    return number
+
+
 def check_choice(name: str, value: object, choices: Iterable[str]) -> str:
     """``value`` when it is one of ``choices``; else an error listing them."""
     choices = tuple(choices)
     if value not in choices:
         raise SettingsError(f"unknown {name} {value!r}: use one of {', '.join(choices)}")
     return str(value)
+
+
+def check_classes(classes: Sequence[str], categories: Sequence[str]) -> tuple[str, ...]:
+    """``--classes`` as a tuple, each one of the detector's ``categories`` (index 0, the background, and
+    torchvision's "N/A" gaps are no class)."""
+    known = [name for name in categories[1:] if name != "N/A"]
+    unknown = [name for name in classes if name not in known]
+    if unknown:
+        names = ", ".join(map(repr, unknown))
+        raise SettingsError(f"unknown class {names} in --classes; the detector's classes are: {', '.join(known)}")
+    return tuple(classes)
+
+
+def check_output_folder(name: str, folder: str | os.PathLike) -> Path:
+    """The output folder ``folder`` (``--out``, ``--save-vis``), created with its parents when missing;
+    ``SettingsError`` naming the option when it is empty or cannot be created or written."""
+    if not str(folder).strip():
+        raise SettingsError(f"{name} is empty: give a folder for the outputs")
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SettingsError(f"{name} {path}: cannot create that folder ({error.strerror or error})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise SettingsError(f"{name} {path}: that folder is not writable; give another one")
+    return path
 
 
 MIN_INPUT_SIDE = 32  # one cell of the detector backbone's coarsest stride

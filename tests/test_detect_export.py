@@ -17,6 +17,8 @@ from retrieval.cli.main import main
 from retrieval.models.detectors.architectures import build_architecture
 from retrieval.models.detectors.checkpoint import save_checkpoint
 from retrieval.models.weights import seeded_init
+from retrieval.errors import SettingsError
+from retrieval.tools.detect import DetectSettings
 from retrieval.tools.export import embedding_file_name
 
 from tests.conftest import GALLERY, RANDOM_WHOLE, SMALL_MAX_SIZE, SMALL_MIN_SIZE, random_detect
@@ -177,3 +179,26 @@ def test_detect_with_no_image_is_one_clear_line(tmp_path):
         f"error: no image to detect in ({tmp_path / 'nothing.jpg'}: no such file or folder); "
         "give image files or folders\n"
     )
+    assert not (tmp_path / "out").exists()  # refused before the output folder is made
+
+
+@pytest.mark.parametrize(
+    "given, message",
+    [
+        (
+            {"classes": ("person", "persn")},
+            r"^unknown class 'persn' in --classes; the detector's classes are: person, ",
+        ),
+        ({"classes": ("N/A",)}, r"^unknown class 'N/A' in --classes"),
+        ({"max_pixels": 0}, r"^--max-pixels 0 must be at least 1$"),
+        ({"min_size": 64, "max_size": 32}, r"^--max-size 32 must be at least --min-size \(64\)$"),
+        ({"device": "gpu"}, r"^unknown --device 'gpu': use one of auto, cpu, cuda$"),
+    ],
+)
+def test_detect_settings_refuse_a_bad_value_in_one_line_before_any_model(given, message):
+    with pytest.raises(SettingsError, match=message):
+        DetectSettings(**given)
+
+
+def test_detect_settings_keep_the_classes_of_a_checkpoint_for_when_it_is_read():
+    assert DetectSettings(detector="runs/any.pt", classes=["square"]).classes == ("square",)

@@ -105,7 +105,6 @@ class Spec:
 
     base: tuple[str, ...]
     options: dict  # option -> [(value, exit statuses[, models])], or _with(that list, extra arguments, models)
-    area: str | None = None  # another engineer's area: its failures are expected (xfail), not fixed here
 
 
 def _with(values, extra=(), models=False):
@@ -191,7 +190,6 @@ SPECS = {
             "--precision": CHOICE,
             "--quiet": FLAG,
         },
-        area="serve",
     ),
     "detect": Spec(
         ("IMAGES", "--out", "{out}", *LIGHT_DETECTOR, "--quiet"),
@@ -210,7 +208,6 @@ SPECS = {
             "--max-pixels": ints(1),
             "--quiet": FLAG,
         },
-        area="detect",
     ),
     "train-detector": Spec(
         ("--data", "{yolo}", "--out", "{out}/m.pt", *LIGHT_DETECTOR, "--epochs", "1", "--quiet"),
@@ -235,7 +232,6 @@ SPECS = {
             "--resume": FLAG,
             "--quiet": FLAG,
         },
-        area="train-detector",
     ),
     "evaluate-detector": Spec(
         ("--data", "{yolo}", "--checkpoint", "{checkpoint}", "--quiet"),
@@ -249,12 +245,10 @@ SPECS = {
             "--save-vis": [("{plain}", USAGE), ("{plain}/under", USER)],
             "--quiet": FLAG,
         },
-        area="evaluate-detector",
     ),
     "export": Spec(
         ("--index", "{index}", "--format", "features", "--out", "{out}"),
         {"--index": READ_INDEX, "--format": CHOICE, "--out": WRITE_FOLDER, "--quiet": FLAG},
-        area="export",
     ),
 }
 POSITIONALS = {"GALLERY": "{gallery}", "IMAGE": "{gallery}/a.png", "PATH": "a.png", "IMAGES": "{gallery}/a.png"}
@@ -295,40 +289,6 @@ def cli_cases() -> list[Case]:
         base = tuple(POSITIONALS.get(token, token) for token in spec.base)
         cases += [Case(command, "--bogus", "", (*base, "--bogus"), USAGE), Case(command, "(nothing)", "", (), USAGE)]
     return cases
-
-
-# Bugs of other engineers' areas that these cases expose (reported, not fixed here): (command, option) → why.
-UNCHECKED = "not checked before the models load (a traceback or a run where it ends)"
-KNOWN = {
-    **{
-        ("serve", o): "not checked before the index and its models load (ServerLimits and server.run.serve check "
-        "nothing)"
-        for o in ("--host", "--port", "--max-upload-mb", "--max-pixels", "--poll-seconds")
-    },
-    ("detect", "IMAGES"): "the detector is built before the inputs are listed; no input image is no error",
-    ("detect", "--out"): "the output folder is made only after the detector is built",
-    ("detect", "--weights"): "a missing or bad weights file is found only once the detector is built",
-    **{("detect", o): UNCHECKED for o in ("--score-threshold", "--max-objects", "--min-size", "--max-size")},
-    ("detect", "--classes"): "unknown classes are found only once the detector is built",
-    ("detect", "--max-pixels"): UNCHECKED,
-    ("train-detector", "--out"): "an unwritable --out is found only while training",
-    ("train-detector", "--weights"): "a missing or bad weights file is found only once the model is built",
-    **{
-        ("train-detector", o): "TrainSettings checks only --epochs, --batch-size and --lr > 0 (not NaN or inf)"
-        for o in ("--lr", "--momentum", "--weight-decay", "--step-size", "--gamma", "--min-size", "--max-size")
-    },
-    **{("train-detector", o): UNCHECKED for o in ("--score-threshold", "--workers", "--seed")},
-    ("evaluate-detector", "--score-threshold"): UNCHECKED,
-    ("evaluate-detector", "--save-vis"): "an unwritable --save-vis is found only after the predictions",
-}
-
-
-def _param(case: Case):
-    """The case, expected to fail where it is a known bug of another area: a value the API should refuse."""
-    area, reason = SPECS[case.command].area, KNOWN.get((case.command, case.option))
-    known = area and reason and case.codes == USER
-    marks = [pytest.mark.xfail(strict=False, reason=f"{area}: {reason}")] if known else []
-    return pytest.param(case, id=case.id, marks=marks)
 
 
 # -- the world the cases run in ----------------------------------------------------------------------------
@@ -404,7 +364,7 @@ def fingerprint(root: Path) -> dict[str, str]:
 CLI_CASES = cli_cases()
 
 
-@pytest.mark.parametrize("case", [_param(case) for case in CLI_CASES])
+@pytest.mark.parametrize("case", [pytest.param(case, id=case.id) for case in CLI_CASES])
 def test_a_bad_value_is_one_line_and_changes_nothing(case: Case, world: World, monkeypatch, request, tmp_path):
     FUZZ_CASES.count(request.config)
     args = [arg.format(**{**world.paths, "out": str(tmp_path / "out")}) for arg in case.args]
@@ -477,17 +437,9 @@ def http_cases() -> list:
     return cases
 
 
-# Fields FastAPI itself validates: it answers 422 with a list of problems as ``detail``, not one string.
-FASTAPI_422 = {"path id", "image_id", "offset", "limit", "top_k", "group", "no file"}
-
-
 def _http_param(name: str, method: str, url: str, arguments: dict):
-    """The request, expected to fail where FastAPI refuses it (an id that is a whole number reaches the app)."""
-    marks, value = [], url.split("/")[3] if name == "path id" else arguments.get("data", {}).get("image_id", "")
-    if name in FASTAPI_422 and not re.fullmatch(r"-?\d+", value):
-        marks = [pytest.mark.xfail(strict=False, reason="serve: FastAPI's 422 answers carry a list as detail")]
     fields = arguments.get("data") or arguments.get("params") or ""
-    return pytest.param(method, url, arguments, id=f"{method} {url} {name} {fields}", marks=marks)
+    return pytest.param(method, url, arguments, id=f"{method} {url} {name} {fields}")
 
 
 @pytest.mark.parametrize("method, url, arguments", [_http_param(*case) for case in http_cases()])

@@ -10,6 +10,7 @@ from torchvision.models.feature_extraction import create_feature_extractor
 from retrieval.errors import SettingsError
 from retrieval.images import load_image
 from retrieval.models import FasterRCNNModel, ResNet50Embedder
+from retrieval.models.detectors.architectures import COCO_WEIGHTS
 from retrieval.models.detectors.faster_rcnn import COCO_CATEGORIES, build_faster_rcnn
 from retrieval.models.embedders.resnet50 import IMAGENET_MEAN, IMAGENET_STD, crop_and_resize
 from retrieval.models.weights import seeded_init
@@ -34,6 +35,13 @@ def test_detect_gives_boxes_inside_the_image_with_unit_roi_vectors(detector, sce
     assert (np.diff(found.scores) <= 0).all()  # best first
     assert found.vectors.shape == (5, 1024)
     assert np.allclose(np.linalg.norm(found.vectors, axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(COCO_WEIGHTS))
+def test_the_light_coco_class_list_is_torchvisions_for_every_detector(name):
+    """``models.names.COCO_CATEGORIES`` (checked before torch loads) numbers the classes as the weights do."""
+    assert list(COCO_CATEGORIES) == COCO_WEIGHTS[name].meta["categories"]
+    assert len(COCO_CATEGORIES) == 91 and COCO_CATEGORIES[1] == "person" and COCO_CATEGORIES[90] == "toothbrush"
 
 
 def test_detection_vectors_equal_embedding_the_detected_boxes_again(detector, scene):

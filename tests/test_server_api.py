@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from retrieval import IndexSettings, Searcher, build_index
+from retrieval.errors import SettingsError
 from retrieval.server import ServerLimits, ServerState, create_app
 from retrieval.server.routes.service import random_weights
 
@@ -228,3 +229,15 @@ def test_detect_endpoint_on_an_index_with_a_detector(tmp_path):
     # the boxes the index stored for that image: clicking one on the page queries a real gallery object
     stored = client.get("/api/images/1").json()["boxes"]
     np.testing.assert_allclose([o["box"] for o in found["objects"]], [o["box"] for o in stored], atol=0.01)
+
+
+def test_serve_limits_from_the_options_are_checked_and_rounded_up_to_whole_bytes():
+    assert ServerLimits.from_options(20, 5).max_upload_bytes == 20 * 2**20
+    assert ServerLimits.from_options(1e-9, 5).max_upload_bytes == 1  # a positive limit never becomes 0 bytes
+    assert ServerLimits.from_options(0.5, 7) == ServerLimits(max_upload_bytes=2**19, max_pixels=7)
+    with pytest.raises(SettingsError, match=r"^--max-upload-mb 0 must be more than 0$"):
+        ServerLimits.from_options(0, 5)
+    with pytest.raises(SettingsError, match=r"^--max-upload-mb nan must be a finite number$"):
+        ServerLimits.from_options(float("nan"), 5)
+    with pytest.raises(SettingsError, match=r"^--max-pixels 0 must be at least 1$"):
+        ServerLimits(max_pixels=0)

@@ -6,6 +6,10 @@ import json
 
 import click
 
+from ..images import DEFAULT_MAX_PIXELS
+from ..models.names import DETECTOR_NAMES, TRAINING_DEVICES
+from ..text import plural
+from ..training import SPLITS
 from .common import (
     WEIGHTS_HELP,
     configure_logging,
@@ -17,9 +21,6 @@ from .common import (
     print_skipped,
     user_errors,
 )
-from ..images import DEFAULT_MAX_PIXELS
-from ..models.names import DETECTOR_NAMES
-from ..text import plural
 
 
 @click.command()
@@ -60,15 +61,23 @@ def detect(
     OUT gets one .jpg per image with boxes, labels and scores drawn, and detections.json (a COCO
     dataset whose annotations carry a score; usable as 'retrieval index --annotations').
     """
-    from ..tools.detect import detect_images
-    from ..models import FasterRCNNModel, resolve_device
+    from ..tools.detect import DetectSettings, detect_images
 
     configure_logging(quiet)
     wanted = tuple(name.strip() for name in classes.split(",") if name.strip())
-    model = FasterRCNNModel(
-        weights, resolve_device(device), min_size, max_size, score_threshold, max_objects, wanted, precision, detector
+    settings = DetectSettings(
+        detector=detector,
+        weights=weights,
+        min_size=min_size,
+        max_size=max_size,
+        score_threshold=score_threshold,
+        max_objects=max_objects,
+        classes=wanted,
+        device=device,
+        precision=precision,
+        max_pixels=max_pixels,
     )
-    summary = detect_images(images, out_dir, model, max_pixels, progress=not quiet)
+    summary = detect_images(images, out_dir, settings, progress=not quiet)
     found = f"{plural(summary.detections, 'object')} in {plural(summary.images, 'image')}"
     click.echo(f"{found}; pictures and {summary.results} written")
     print_skipped(summary.skipped)
@@ -117,7 +126,7 @@ def detect(
 @click.option("--score-threshold", type=float, default=0.5, show_default=True, help="For val precision/recall/F1.")
 @click.option("--workers", type=int, default=2, show_default=True, help="Image-loading processes.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--device", type=click.Choice(TRAINING_DEVICES), default="cpu", show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint beside --out.")
 @click.option("--quiet", is_flag=True, help="No progress bars or per-epoch lines.")
 @user_errors
@@ -145,9 +154,9 @@ def train_detector_command(data_dir, out, resume, quiet, **options):
     "--data", "data_dir", required=True, type=click.Path(file_okay=False), help="Dataset folder (YOLO or COCO)."
 )
 @click.option("--checkpoint", required=True, type=click.Path(dir_okay=False), help="A train-detector checkpoint.")
-@click.option("--split", type=click.Choice(["val", "train"]), default="val", show_default=True)
+@click.option("--split", type=click.Choice(SPLITS), default="val", show_default=True)
 @click.option("--score-threshold", type=float, default=0.5, show_default=True, help="For precision, recall, F1, IoU.")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--device", type=click.Choice(TRAINING_DEVICES), default="cpu", show_default=True)
 @json_option
 @click.option("--save-vis", type=click.Path(file_okay=False), help="Folder for pictures: ground truth and predictions.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")

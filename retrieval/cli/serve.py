@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import click
 
-from .common import configure_logging, device_option, index_option, precision_option, user_errors
 from ..text import plural
-from ..tools.export import FORMATS as EXPORT_FORMATS
-from ..tools.export import export_index
+from ..tools.names import EXPORT_FORMATS
+from .common import configure_logging, device_option, index_option, precision_option, user_errors
 
 
 @click.command()
@@ -44,7 +43,7 @@ def serve(index_dir, host, port, device, precision, max_upload_mb, max_pixels, p
     from ..server.state import ServerLimits
 
     configure_logging(quiet)
-    limits = ServerLimits(max_upload_bytes=int(max_upload_mb * 2**20), max_pixels=max_pixels)
+    limits = ServerLimits.from_options(max_upload_mb, max_pixels)
     run_server(index_dir, host, port, device, precision, limits, poll_seconds, quiet)
 
 
@@ -62,5 +61,7 @@ def serve(index_dir, host, port, device, precision, max_upload_mb, max_pixels, p
 @user_errors
 def export(index_dir, out_format, out_dir, quiet):
     """Write the index's embeddings in the formats earlier projects produced."""
+    from ..tools.export import export_index
+
     written = export_index(index_dir, out_format, out_dir, progress=not quiet)
     click.echo(f"wrote {plural(len(written), 'file')} to {out_dir}")

@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import urllib.error
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlparse
@@ -52,18 +53,28 @@ def seeded_init(seed: int = RANDOM_SEED) -> Iterator[None]:
         yield
 
 
-def load_weights(model: nn.Module, spec: str, default: WeightsEnum, what: str) -> dict:
-    """Load ``spec`` into ``model`` (built inside ``seeded_init``) and return its identity.
+@dataclass(frozen=True)
+class ReadWeights:
+    """Weights read from their file (``state``, a state_dict) or ``random`` (``state`` None), before any model
+    is built, so that a missing or bad file is refused first; ``apply_weights`` loads them into the model."""
+
+    what: str  # what they are for, for messages ("detector", "embedder")
+    identity: dict  # without "state_sha256" for random ones: that needs the model
+    state: dict | None = None
+    path: Path | None = None
+
+
+def read_weights(spec: str, default: WeightsEnum, what: str) -> ReadWeights:
+    """``spec`` (``"default"``, ``"random"`` or a path to a state_dict file) read and checked.
 
     Args:
-        model: the architecture, freshly initialised on the CPU.
-        spec: ``"default"``, ``"random"`` or a path to a state_dict file.
         default: the torchvision weights enum used for ``"default"``.
         what: what the weights are for, for messages (``"detector"``, ``"embedder"``).
     """
     if spec == "random":
-        log.warning("%s uses random weights (seed %d): results are not meaningful beyond tests", what, RANDOM_SEED)
-        return {"source": "random", "seed": RANDOM_SEED, "state_sha256": state_fingerprint(model)}
+        return ReadWeights(what, {"source": "random", "seed": RANDOM_SEED})
+    if not str(spec).strip():
+        raise WeightsError(f"no {what} weights given (an empty value): pass 'default', 'random' or a state_dict file")
     if spec == "default":
         path = default_weights_file(default)
         identity = {"source": "default", "name": str(default), "file": path.name}
@@ -74,9 +85,25 @@ def load_weights(model: nn.Module, spec: str, default: WeightsEnum, what: str) -
                 f"{what} weights file {path} not found: pass an existing state_dict file, 'default' or 'random'"
             )
         identity = {"source": "file", "path": str(path)}
-    _load_state_dict_file(model, path, what)
-    identity["sha256"] = file_sha256(path)
-    return identity
+    state = _read_state_dict_file(path, what)
+    return ReadWeights(what, identity | {"sha256": file_sha256(path)}, state, path)
+
+
+def apply_weights(model: nn.Module, weights: ReadWeights) -> dict:
+    """Load ``weights`` into ``model`` (built inside ``seeded_init``) and return their identity."""
+    if weights.state is None:
+        log.warning(
+            "%s uses random weights (seed %d): results are not meaningful beyond tests", weights.what, RANDOM_SEED
+        )
+        return weights.identity | {"state_sha256": state_fingerprint(model)}
+    source = f"{weights.what} weights file {weights.path}"
+    load_state_dict(model, weights.state, f"{source} does not fit the {weights.what} architecture")
+    return weights.identity
+
+
+def load_weights(model: nn.Module, spec: str, default: WeightsEnum, what: str) -> dict:
+    """``read_weights`` then ``apply_weights``: load ``spec`` into ``model`` and return its identity."""
+    return apply_weights(model, read_weights(spec, default, what))
 
 
 def default_weights_file(weights: WeightsEnum) -> Path:
@@ -118,7 +145,7 @@ def state_fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _load_state_dict_file(model: nn.Module, path: Path, what: str) -> None:
+def _read_state_dict_file(path: Path, what: str) -> dict:
     source = f"{what} weights file"
     state = read_weights_file(path, source, STATE_DICT_EXPECTED)
     if not is_state_dict(state):
@@ -126,4 +153,4 @@ def _load_state_dict_file(model: nn.Module, path: Path, what: str) -> None:
             f"{source} {path} holds {kind_of(state)}, not a state_dict (a dict of tensor names to "
             f"tensors); expected {STATE_DICT_EXPECTED}"
         )
-    load_state_dict(model, state, f"{source} {path} does not fit the {what} architecture")
+    return state

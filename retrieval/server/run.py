@@ -12,7 +12,7 @@ import socket
 import uvicorn
 
 from ..errors import SettingsError
-from ..validation import check_int
+from ..validation import check_int, check_positive
 from .app import create_app
 from .state import ServerLimits, ServerState
 
@@ -31,9 +31,10 @@ def serve(
 ) -> None:
     """Serve ``index_dir`` on ``host:port`` until interrupted.
 
-    The port is checked and bound before the index is loaded, so a bad or busy port is one
-    ``SettingsError`` and nothing else happens.
+    The poll interval is checked, and the address checked and bound, before the index is loaded, so a bad
+    value or a busy port is one ``SettingsError`` and nothing else happens (``limits`` checks itself).
     """
+    poll_seconds = check_positive("--poll-seconds", poll_seconds)
     port = check_int("--port", port, 1, 65535)
     listener = bind_socket(host, port)
     try:
@@ -52,8 +53,10 @@ def serve(
 def bind_socket(host: str, port: int) -> socket.socket:
     """A TCP socket bound to ``(host, port)`` (IPv6 when ``host`` has a colon), for uvicorn to listen on.
 
-    ``SettingsError`` naming the address when it is in use or cannot be bound here.
+    ``SettingsError`` naming the address when it is empty, unknown, in use or cannot be bound here.
     """
+    if not host.strip():
+        raise SettingsError("--host '' is empty: give an address of this machine (127.0.0.1: this machine only)")
     listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: no wait after a restart
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import math
 import os
 import threading
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from ..errors import RetrievalError
 from ..images import LoadedImage, decode_image_bytes
 from ..models import FasterRCNNModel, build_detector, resolve_device
 from ..search.searcher import Searcher
+from ..validation import check_int, check_positive
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,17 @@ class ServerLimits:
     max_upload_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 40_000_000
     max_top_k: int = 100
+
+    def __post_init__(self) -> None:
+        check_int("max_upload_bytes", self.max_upload_bytes, low=1)
+        check_int("--max-pixels", self.max_pixels, low=1)
+        check_int("max_top_k", self.max_top_k, low=1)
+
+    @classmethod
+    def from_options(cls, max_upload_mb: float = 20, max_pixels: int = 40_000_000) -> "ServerLimits":
+        """The limits ``retrieval serve`` is given: ``--max-upload-mb`` (MiB, above 0) and ``--max-pixels``."""
+        megabytes = check_positive("--max-upload-mb", max_upload_mb)
+        return cls(max_upload_bytes=max(1, math.ceil(megabytes * 2**20)), max_pixels=max_pixels)
 
 
 class NoDetector(RetrievalError):

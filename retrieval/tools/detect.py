@@ -20,10 +20,12 @@ from tqdm import tqdm
 
 from ..atomic import atomic_write_text
 from ..errors import ImageError, RetrievalError
-from ..sources.folder import is_image_name, walk_gallery
 from ..images import DEFAULT_MAX_PIXELS, load_image
-from ..models import FasterRCNNModel
+from ..models import FasterRCNNModel, resolve_device
+from ..models.names import COCO_CATEGORIES, DEFAULT_DETECTOR, DETECTOR_NAMES, DEVICES, PRECISIONS
 from ..objects import ImageObjects
+from ..sources.folder import is_image_name, walk_gallery
+from ..validation import check_choice, check_classes, check_detector_input, check_int, check_output_folder
 from .visualize import draw_detections, save_picture
 
 IMAGES_PER_BATCH = 8
@@ -41,6 +43,50 @@ class DetectSummary:
 
 
 @dataclass(frozen=True)
+class DetectSettings:
+    """What ``retrieval detect`` runs: the detector (an architecture name or a ``train-detector`` checkpoint),
+    its weights, input size and what it keeps, where it runs, and the largest image it reads.
+
+    Every value is checked here, before anything is loaded (``SettingsError`` naming the option); the classes
+    of an architecture name are COCO's (``models.names``), those of a checkpoint are checked when it is read.
+    """
+
+    detector: str = DEFAULT_DETECTOR
+    weights: str = "default"
+    min_size: int = 800
+    max_size: int = 1333
+    score_threshold: float = 0.5
+    max_objects: int = 20
+    classes: tuple[str, ...] = ()
+    device: str = "auto"
+    precision: str = "auto"
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def __post_init__(self) -> None:
+        check_detector_input(self.min_size, self.max_size, self.score_threshold, self.max_objects)
+        check_int("--max-pixels", self.max_pixels, low=1)
+        check_choice("--device", self.device, DEVICES)
+        check_choice("--precision", self.precision, PRECISIONS)
+        object.__setattr__(self, "classes", tuple(self.classes))
+        if self.detector in DETECTOR_NAMES:
+            check_classes(self.classes, COCO_CATEGORIES)
+
+    def build(self) -> FasterRCNNModel:
+        """The detector these settings describe, loaded on its device."""
+        return FasterRCNNModel(
+            self.weights,
+            resolve_device(self.device),
+            self.min_size,
+            self.max_size,
+            self.score_threshold,
+            self.max_objects,
+            self.classes,
+            self.precision,
+            self.detector,
+        )
+
+
+@dataclass(frozen=True)
 class InputImage:
     """One image to detect in: its path, and its name (relative path) in the outputs."""
 
@@ -53,7 +99,7 @@ def list_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[InputImage], 
     it is the only input (so that ``detections.json`` can annotate that folder as a gallery), else
     ``folder name/relative path``; a file's name is its file name.
 
-    Returns ``(images, problems)``; a missing path or a non-image file is a problem, not an error.
+    Returns ``(images, problems)``; a missing path, a pipe or a non-image file is a problem, not an error.
     """
     images, problems, names = [], [], set()
     for given in inputs:
@@ -63,6 +109,9 @@ def list_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[InputImage], 
             problems += [(str(path / rel), reason) for rel, reason in listing.problems]
             prefix = f"{listing.root.name}/" if len(inputs) > 1 else ""
             candidates = [(listing.root / rel, prefix + rel) for rel in listing.images]
+        elif path.exists() and not path.is_file():
+            problems.append((str(path), "not a regular file (a pipe, a device or a socket)"))
+            continue
         elif path.exists():
             if not is_image_name(path.name):
                 problems.append((str(path), "not an image file name (jpg, jpeg, png, bmp, webp, tif, tiff, gif)"))
@@ -82,35 +131,27 @@ def list_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[InputImage], 
 
 
 def detect_images(
-    inputs: Sequence[str | os.PathLike],
-    out: str | os.PathLike,
-    detector: FasterRCNNModel,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    progress: bool = True,
+    inputs: Sequence[str | os.PathLike], out: str | os.PathLike, settings: DetectSettings, progress: bool = True
 ) -> DetectSummary:
-    """Detect objects in every image of ``inputs``; write pictures and ``detections.json`` into ``out``."""
-    out = Path(out)
+    """Detect objects in every image of ``inputs``; write pictures and ``detections.json`` into ``out``.
+
+    The inputs are listed and ``out`` is created before the detector is built, so that no usable input image
+    or an output folder that cannot be made is one error and nothing is loaded.
+    """
     images, problems = list_inputs(inputs)
     if not images:
         reasons = "; ".join(f"{path}: {reason}" for path, reason in problems[:3])
         raise RetrievalError(
             f"no image to detect in ({reasons or 'the folders hold no images'}); give image files or folders"
         )
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise RetrievalError(f"cannot create output folder {out} ({error.strerror or error})") from None
+    out = check_output_folder("--out", out)
+    detector = settings.build()
     summary = DetectSummary(skipped=list(problems))
     coco_images, annotations = [], []
     bar = tqdm(total=len(images), unit="img", desc="detecting", disable=not progress, file=sys.stderr)
     for start in range(0, len(images), IMAGES_PER_BATCH):
         batch = images[start : start + IMAGES_PER_BATCH]
-        loaded = []
-        for item in batch:
-            try:
-                loaded.append((item, load_image(item.path, max_pixels).rgb))
-            except ImageError as error:
-                summary.skipped.append((str(item.path), str(error).removeprefix(f"{item.path}: ")))
+        loaded = _load_batch(batch, settings.max_pixels, summary.skipped)
         found = detector.detect([rgb for _, rgb in loaded], with_vectors=False) if loaded else []
         for (item, rgb), objects in zip(loaded, found):
             picture = save_picture(draw_detections(rgb, objects), out / (os.path.splitext(item.name)[0] + ".jpg"))
@@ -130,6 +171,17 @@ def detect_images(
     atomic_write_text(summary.results, json.dumps(document, indent=1))
     summary.images, summary.detections = len(coco_images), len(annotations)
     return summary
+
+
+def _load_batch(batch: Sequence[InputImage], max_pixels: int, skipped: list[tuple[str, str]]) -> list[tuple]:
+    """``(item, (H, W, 3) uint8 RGB)`` for each image of ``batch`` that decodes; the others go to ``skipped``."""
+    loaded = []
+    for item in batch:
+        try:
+            loaded.append((item, load_image(item.path, max_pixels).rgb))
+        except ImageError as error:
+            skipped.append((str(item.path), str(error).removeprefix(f"{item.path}: ")))
+    return loaded
 
 
 def _coco_image(image_id: int, item: InputImage, rgb, picture: Path) -> dict:

@@ -25,26 +25,22 @@ from openpyxl import Workbook
 from tqdm import tqdm
 
 from ..atomic import atomic_write_bytes, atomic_write_text
-from ..errors import RetrievalError
 from ..index.snapshot import IndexSnapshot
+from ..validation import check_choice, check_output_folder
+from .names import EXPORT_FORMATS
 
-FORMATS = ("per-image", "features")
 SUMMARY_COLUMNS = ("image", "boxes", "embedding_size", "embedding_file")
 
 
 def export_index(
     index_dir: str | os.PathLike, out_format: str, out: str | os.PathLike, progress: bool = True
 ) -> list[Path]:
-    """Write ``index_dir``'s embeddings to ``out`` in ``out_format`` (``FORMATS``); returns the files written."""
-    if out_format not in FORMATS:
-        raise RetrievalError(f"unknown export format {out_format!r}: use one of {', '.join(FORMATS)}")
+    """Write ``index_dir``'s embeddings to ``out`` in ``out_format`` (``EXPORT_FORMATS``); returns the files
+    written."""
+    check_choice("--format", out_format, EXPORT_FORMATS)
     snapshot = IndexSnapshot.load(index_dir)
     vectors = snapshot.vectors.reconstruct(snapshot.object_ids)  # rows in object-id order, as the snapshot's
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise RetrievalError(f"cannot create output folder {out} ({error.strerror or error})") from None
+    out = check_output_folder("--out", out)
     if out_format == "per-image":
         return _per_image(snapshot, vectors, out, progress)
     return _features(snapshot, vectors, out)

@@ -4,3 +4,5 @@
 - ``metrics.py``: precision / recall / F1 / mean IoU at one IoU and score threshold, and COCO mAP.
 - ``train.py``: ``retrieval train-detector``. ``evaluate.py``: ``retrieval evaluate-detector``.
 """
+
+SPLITS = ("val", "train")  # the dataset splits evaluate-detector scores (light: the CLI's options use it)

@@ -16,8 +16,11 @@ from tqdm import tqdm
 from ..errors import SettingsError
 from ..images import load_image
 from ..models.detectors.checkpoint import model_from_checkpoint, read_checkpoint
+from ..models.names import TRAINING_DEVICES
 from ..objects import ImageObjects
 from ..tools.visualize import GROUND_TRUTH_COLOUR, draw_detections, save_picture
+from ..validation import check_choice, check_float, check_output_folder
+from . import SPLITS
 from .data import Sample, load_detection_data
 from .metrics import ImageDetections, coco_map, threshold_metrics
 
@@ -79,7 +82,14 @@ def evaluate_detector(
     save_vis: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> dict:
-    """Score ``checkpoint`` on the ``split`` images of the dataset in ``data_dir``; see ``score``."""
+    """Score ``checkpoint`` on the ``split`` images of the dataset in ``data_dir``; see ``score``.
+
+    The options are checked, and ``save_vis`` created, before the dataset and the checkpoint are read.
+    """
+    check_choice("--split", split, SPLITS)
+    check_float("--score-threshold", score_threshold, 0.0, 1.0)
+    check_choice("--device", device, TRAINING_DEVICES)
+    folder = None if save_vis is None else check_output_folder("--save-vis", save_vis)
     data = load_detection_data(data_dir)
     payload = read_checkpoint(checkpoint)
     if list(payload["classes"]) != data.classes:
@@ -96,8 +106,8 @@ def evaluate_detector(
         "images": len(samples),
         **score(detections, data.classes, score_threshold),
     }
-    if save_vis is not None:
-        _save_pictures(Path(save_vis), samples, detections, data.classes, score_threshold)
+    if folder is not None:
+        _save_pictures(folder, samples, detections, data.classes, score_threshold)
     return report
 
 

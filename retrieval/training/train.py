@@ -40,15 +40,24 @@ from tqdm import tqdm  # noqa: E402
 from ..atomic import atomic_write, atomic_write_text  # noqa: E402
 from ..errors import SettingsError  # noqa: E402
 from ..images import load_image  # noqa: E402
-from ..validation import check_float, check_input_size, check_int  # noqa: E402
 from ..models.detectors.architectures import COCO_CLASSES, COCO_WEIGHTS, build_architecture, replace_predictor  # noqa: E402
 from ..models.detectors.checkpoint import read_checkpoint, save_checkpoint  # noqa: E402
-from ..models.weights import load_weights, seeded_init  # noqa: E402
+from ..models.names import DETECTOR_NAMES, TRAINING_DEVICES  # noqa: E402
+from ..models.weights import apply_weights, read_weights, seeded_init  # noqa: E402
+from ..validation import (  # noqa: E402
+    check_choice,
+    check_float,
+    check_input_size,
+    check_int,
+    check_output_folder,
+    check_positive,
+)
 from .data import DetectionData, Sample, load_detection_data  # noqa: E402
 from .evaluate import predict, score  # noqa: E402
 
 log = logging.getLogger(__name__)
 LOSSES = ("loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg")
+MAX_SEED = 2**63 - 1  # torch seeds are 64-bit; the loader adds the epochs done to it
 
 
 @dataclass(frozen=True)
@@ -74,13 +83,21 @@ class TrainSettings:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
+        check_choice("--detector", self.detector, DETECTOR_NAMES)
         check_int("--epochs", self.epochs, low=1)
         check_int("--batch-size", self.batch_size, low=1)
-        if check_float("--lr", self.lr) <= 0:
-            raise SettingsError(f"--lr {self.lr:g} must be more than 0")
+        check_positive("--lr", self.lr)
+        check_float("--momentum", self.momentum, low=0.0)
+        check_float("--weight-decay", self.weight_decay, low=0.0)
+        check_int("--step-size", self.step_size, low=0)
+        check_positive("--gamma", self.gamma)
         check_int("--warmup-iters", self.warmup_iters, low=0)
         check_float("--warmup-factor", self.warmup_factor, 1e-6, 1.0)
         check_input_size(self.min_size, self.max_size)
+        check_float("--score-threshold", self.score_threshold, 0.0, 1.0)
+        check_int("--workers", self.workers, low=0)
+        check_int("--seed", self.seed, 0, MAX_SEED)
+        check_choice("--device", self.device, TRAINING_DEVICES)
 
 
 def output_paths(out: str | os.PathLike) -> dict[str, Path]:
@@ -117,11 +134,25 @@ class TrainingImages(Dataset):
         }
 
 
+def check_out(out: str | os.PathLike) -> dict[str, Path]:
+    """``output_paths(out)``, the folder that holds them created; ``SettingsError`` naming ``--out`` when it is
+    empty, a folder, or cannot be written."""
+    if not str(out).strip():
+        raise SettingsError("--out is empty: give the checkpoint's path, e.g. runs/shapes.pt")
+    paths = output_paths(out)
+    if paths["best"].is_dir():
+        raise SettingsError(f"--out {out} is a folder: give the checkpoint's file path, e.g. {Path(out) / 'best.pt'}")
+    check_output_folder("--out's folder", paths["best"].parent)
+    return paths
+
+
 def new_model(settings: TrainSettings, classes: list[str]):
-    """The detector with its starting weights and a new predictor for ``classes`` (+ background)."""
+    """The detector with its starting weights (read before it is built) and a new predictor for ``classes``
+    (+ background)."""
+    weights = read_weights(settings.weights, COCO_WEIGHTS[settings.detector], "detector")
     with seeded_init(settings.seed):
         model = build_architecture(settings.detector, COCO_CLASSES, settings.min_size, settings.max_size)
-        identity = load_weights(model, settings.weights, COCO_WEIGHTS[settings.detector], "detector")
+        identity = apply_weights(model, weights)
         replace_predictor(model, len(classes) + 1)
     smallest = int(0.75 * settings.min_size)
     model.transform.min_size = tuple(range(smallest, settings.min_size, 32)) + (settings.min_size,)  # scale jitter
@@ -136,9 +167,8 @@ def train_detector(
     progress: bool = True,
 ) -> list[dict]:
     """Train, validating each epoch; returns the per-epoch log rows (see the module's doc for the files)."""
+    paths = check_out(out)
     data = load_detection_data(data_dir)
-    paths = output_paths(out)
-    paths["best"].parent.mkdir(parents=True, exist_ok=True)
     device = torch.device(settings.device)
     model, identity = new_model(settings, data.classes)
     model.to(device)

@@ -16,25 +16,24 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.models.detection import FasterRCNN, FasterRCNN_ResNet50_FPN_Weights
+from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection._utils import overwrite_eps
 from torchvision.ops import clip_boxes_to_image
 
 from ...errors import SettingsError
 from ...objects import ImageObjects
-from ...validation import check_detector_input
-from .architectures import COCO_CLASSES, DEFAULT_DETECTOR, DETECTOR_NAMES, build_architecture
-from .architectures import COCO_WEIGHTS as ARCHITECTURE_WEIGHTS
-from .frames import to_original_frame, to_resized_frame
-from .checkpoint import model_from_checkpoint, read_checkpoint
+from ...validation import check_classes, check_detector_input
 from ..accel.fused import fuse_convolutions
-from .postprocess import top_detections
 from ..accel.roi_align import roi_pooler_for
 from ..accel.speed import Cast, fold_batchnorms, resolve_precision, to_inference_layout
-from ..weights import file_sha256, load_weights, seeded_init
+from ..names import COCO_CATEGORIES
+from ..weights import apply_weights, file_sha256, read_weights, seeded_init
+from .architectures import COCO_CLASSES, DEFAULT_DETECTOR, DETECTOR_NAMES, build_architecture
+from .architectures import COCO_WEIGHTS as ARCHITECTURE_WEIGHTS
+from .checkpoint import model_from_checkpoint, read_checkpoint
+from .frames import to_original_frame, to_resized_frame
+from .postprocess import top_detections
 
-COCO_WEIGHTS = FasterRCNN_ResNet50_FPN_Weights.COCO_V1
-COCO_CATEGORIES: list[str] = list(COCO_WEIGHTS.meta["categories"])
 ROI_DIMENSION = 1024
 MIN_RESIZED_SIDE = 32  # one cell of the coarsest backbone stride
 GPU_IMAGES_PER_FORWARD = 16  # H100, 800x1066 inputs: 137 img/s at 8, 149 at 16, 160 at 32
@@ -73,40 +72,16 @@ class FasterRCNNModel:
         """``detector``: an architecture name (``architectures.DETECTOR_NAMES``; COCO classes, ``weights`` as
         for ``--detector-weights``) or a checkpoint file of ``retrieval train-detector`` (its own classes and
         weights; ``weights`` must then be ``default``). ``SettingsError`` for an input size, threshold or count
-        out of range (``validation.check_detector_input``), before anything is loaded."""
+        out of range (``validation.check_detector_input``), before anything is loaded; a bad weights file or
+        checkpoint (``WeightsError``) or an unknown class is refused before the model is built."""
         min_size, max_size, score_threshold, max_objects = check_detector_input(
             min_size, max_size, score_threshold, max_objects
         )
         if detector in DETECTOR_NAMES:
-            with seeded_init():
-                model = build_architecture(detector, COCO_CLASSES, min_size, max_size)
-            self.identity = load_weights(model, weights, ARCHITECTURE_WEIGHTS[detector], "detector")
-            if self.identity["source"] == "default" and detector == DEFAULT_DETECTOR:
-                overwrite_eps(model, 0.0)  # what torchvision does for COCO_V1
-            self.categories = COCO_CATEGORIES
+            model, self.identity, self.categories = _coco_detector(detector, weights, classes, min_size, max_size)
         else:
-            if weights != "default":
-                raise SettingsError(
-                    f"detector checkpoint {detector} carries its own weights: leave out --detector-weights ({weights})"
-                )
-            payload = read_checkpoint(detector)
-            model = model_from_checkpoint(payload, detector, min_size, max_size)
-            path = Path(detector).absolute()
-            self.identity = {
-                "source": "checkpoint",
-                "path": str(path),
-                "sha256": file_sha256(path),
-                "detector": payload["detector"],
-                "classes": list(payload["classes"]),
-            }
-            self.categories = ["__background__", *payload["classes"]]
-        unknown = [name for name in classes if name not in self.categories[1:]]
-        if unknown:
-            known = ", ".join(c for c in self.categories[1:] if c != "N/A")
-            raise SettingsError(
-                f"unknown class {', '.join(map(repr, unknown))} in --classes; the detector's classes are: {known}"
-            )
-        self.architecture = detector if detector in DETECTOR_NAMES else payload["detector"]
+            model, self.identity, self.categories = _checkpoint_detector(detector, weights, classes, min_size, max_size)
+        self.architecture = self.identity.get("detector", detector)
         self.dtype = resolve_precision(precision, device)
         self.model = _fast_inference(model.eval(), self.dtype, device, fuse=self.architecture == DEFAULT_DETECTOR)
         self.device = device
@@ -207,6 +182,41 @@ class FasterRCNNModel:
         pooled = heads.box_head(heads.box_roi_pool(features, boxes, image_sizes))
         vectors = F.normalize(pooled.float(), dim=1).cpu().numpy()
         return list(np.split(vectors, np.cumsum(counts)[:-1]))
+
+
+def _coco_detector(detector: str, weights: str, classes: Sequence[str], min_size: int, max_size: int):
+    """``(model, identity, categories)`` of an architecture name with COCO classes: the weights are read and
+    ``classes`` checked before the model is built."""
+    read = read_weights(weights, ARCHITECTURE_WEIGHTS[detector], "detector")
+    check_classes(classes, COCO_CATEGORIES)
+    with seeded_init():
+        model = build_architecture(detector, COCO_CLASSES, min_size, max_size)
+    identity = apply_weights(model, read)
+    if identity["source"] == "default" and detector == DEFAULT_DETECTOR:
+        overwrite_eps(model, 0.0)  # what torchvision does for COCO_V1
+    return model, identity, COCO_CATEGORIES
+
+
+def _checkpoint_detector(path: str, weights: str, classes: Sequence[str], min_size: int, max_size: int):
+    """``(model, identity, categories)`` of a ``retrieval train-detector`` checkpoint: it is read and
+    ``classes`` checked against its own before the model is built."""
+    if weights != "default":
+        raise SettingsError(
+            f"detector checkpoint {path} carries its own weights: leave out --detector-weights ({weights})"
+        )
+    payload = read_checkpoint(path)
+    categories = ("__background__", *payload["classes"])
+    check_classes(classes, categories)
+    model = model_from_checkpoint(payload, path, min_size, max_size)
+    absolute = Path(path).absolute()
+    identity = {
+        "source": "checkpoint",
+        "path": str(absolute),
+        "sha256": file_sha256(absolute),
+        "detector": payload["detector"],
+        "classes": list(payload["classes"]),
+    }
+    return model, identity, categories
 
 
 def _fast_inference(model: FasterRCNN, dtype: torch.dtype, device: torch.device, fuse: bool) -> FasterRCNN:

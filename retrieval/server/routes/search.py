@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
 
 from ...boxes import parse_box
 from ...index.snapshot import IndexSnapshot
@@ -26,7 +26,22 @@ TOP_K = "how many results: 1 to the server's max_top_k (100 unless configured)"
 GROUP = {"description": "image: rank images by their best object; object: rank objects", "enum": list(GROUPS)}
 
 
-@router.post("/query", response_model=QueryResponse, summary="Query by an uploaded image or a gallery image")
+async def given_search_options(request: Request) -> None:
+    """Refuse a ``top_k`` or ``group`` form field sent empty, as the query string's are: FastAPI would take
+    an empty form field for a missing one, and answer with its default."""
+    form = await request.form()
+    if form.get("top_k") == "":
+        check_int("top_k", "")
+    if form.get("group") == "":
+        check_choice("group", "", GROUPS)
+
+
+@router.post(
+    "/query",
+    response_model=QueryResponse,
+    summary="Query by an uploaded image or a gallery image",
+    dependencies=[Depends(given_search_options)],
+)
 async def query(
     state: State,
     searchable: Searchable,
