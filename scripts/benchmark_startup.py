@@ -44,7 +44,8 @@ def startup_rows(index_dir: Path, query_image: Path, runs: int, say=print) -> li
                 [sys.executable, "-c", PROBE.format(heavy=HEAVY), *argv], capture_output=True, text=True, check=False
             )
             seconds.append(time.perf_counter() - start)
-            imported = done.stderr.strip().splitlines()[-1].removeprefix("HEAVY ") if done.stderr.strip() else "?"
+            last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
+            imported = last.removeprefix("HEAVY").strip() if last.startswith("HEAVY") else "?"
         rows.append(
             {
                 "command": name,
