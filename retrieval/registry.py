@@ -30,6 +30,7 @@ class Registry(Generic[Entry]):
         self.kind = kind
         self.package = package
         self._registered: dict[str, Entry] = {}
+        self._found: tuple[str, ...] | None = None  # the built-in modules, listed once
 
     def register(self, name: str, entry: Entry) -> Entry:
         """Add ``entry`` under ``name`` (replacing a registered or built-in one of that name); returns it."""
@@ -68,6 +69,8 @@ class Registry(Generic[Entry]):
         return docstring.split("\n\n")[0].replace("\n", " ").strip().removeprefix(f"{name}: ").rstrip(".")
 
     def _built_in(self) -> tuple[str, ...]:
-        spec = importlib.util.find_spec(self.package)
-        found = pkgutil.iter_modules(spec.submodule_search_locations)
-        return tuple(sorted(module.name for module in found if not module.name.startswith("_")))
+        if self._found is None:
+            spec = importlib.util.find_spec(self.package)
+            found = pkgutil.iter_modules(spec.submodule_search_locations)
+            self._found = tuple(sorted(module.name for module in found if not module.name.startswith("_")))
+        return self._found
