@@ -179,6 +179,8 @@ def test_the_cli_takes_a_registered_embedder_and_lists_the_registry_in_its_help(
     query = runner.invoke(main, ["query", str(tmp_path / "g" / "c1.png"), "--index", str(tmp_path / "i"), "--json"])
     assert query.exit_code == 0, query.output
     assert json.loads(query.stdout)["results"][0]["item"] == "c1.png"
+    info = runner.invoke(main, ["info", "--index", str(tmp_path / "i")])  # a plugin's weights identity, as it is
+    assert info.exit_code == 0 and '{"source": "toy", "version": 1}' in info.output, info.output
 
 
 def test_an_unknown_part_is_refused_naming_the_known_ones():

@@ -324,11 +324,13 @@ def _print_results(results) -> None:
 
 
 def _weights_text(identity: dict) -> str:
-    if identity["source"] == "random":
-        return f"RANDOM (seed {identity['seed']})"
-    if identity["source"] == "default":
-        return f"{identity['name']} (sha256 {identity['sha256'][:12]})"
-    return f"{identity['path']} (sha256 {identity['sha256'][:12]})"
+    """One line naming a model's weights identity (any embedder's: unknown shapes print as they are)."""
+    if identity.get("source") == "random":
+        return f"RANDOM (seed {identity.get('seed')})"
+    name = identity.get("name") or identity.get("path")
+    if name and identity.get("sha256"):
+        return f"{name} (sha256 {identity['sha256'][:12]})"
+    return json.dumps(identity, sort_keys=True)
 
 
 def _display_path(path: str) -> str:
