@@ -14,12 +14,24 @@ from typing import Any
 
 from .errors import SettingsError
 from .index.stores import STORES
-from .models.names import DEFAULT_DETECTOR, DETECTOR_NAMES, DEVICES, PRECISIONS
+from .models.names import CROP_MODES, DEFAULT_DETECTOR, DETECTOR_NAMES, DEVICES, POOLINGS, PRECISIONS
 from .models.registry import EMBEDDERS
 from .sources import SOURCES
-from .validation import check_choice, check_detector_input
+from .validation import check_choice, check_detector_input, check_float, check_int
 
 OBJECT_SOURCES = ("detect", "whole", "annotations")
+# The crop and pooling settings, by field name → option name; an embedder honours those its entry lists.
+CROP_OPTIONS = {
+    "pooling": "--pooling",
+    "gem_p": "--gem-p",
+    "scales": "--scales",
+    "crop": "--crop",
+    "margin": "--margin",
+    "input_size": "--input-size",
+}
+# Settings that decide the searched vectors but not the stored ones: changing them re-derives, not re-embeds.
+SEARCH_SPACE_OPTIONS = ("whiten", "dba")
+MAX_SCALE = 4.0
 
 
 @dataclass(frozen=True)
@@ -51,6 +63,19 @@ class IndexSettings:
             checked by the vector store (``check_parts``), as other stores may read it otherwise.
         vector_store: a registered vector store (``index.stores.STORES``): ``faiss``.
         source: a registered gallery source (``sources.SOURCES``): ``folder``, what the gallery is.
+        pooling: how a crop embedder pools its feature map: ``auto`` (the model's own: GAP for convolutional
+            trunks, the CLS token for transformers), ``gap``, ``gem``, ``mac``, or ``cls`` (transformers).
+        gem_p: GeM's exponent (``pooling="gem"``); p = 1 is GAP.
+        scales: crop sides as fractions of ``input_size``; the unit vectors of each scale are averaged and
+            re-normalised (multi-scale descriptors). ``(1.0,)`` is single-scale.
+        crop: how a box becomes the model's square input: ``squash`` (resized, aspect ratio not kept) or
+            ``pad`` (resized to fit, aspect ratio kept, padded with the normalisation mean).
+        margin: context around each box, as a fraction of its width and height added on every side (clipped
+            to the image).
+        input_size: the crop embedder's input side in pixels; 0 is the model's own (224 for most).
+        whiten: PCA whitening learned on the gallery's vectors: 0 off, N keeps N dimensions, -1 all.
+        dba: database-side augmentation: each gallery vector is replaced by the weighted mean of itself and
+            its ``dba`` nearest neighbours (0 off).
     """
 
     embedder: str = "roi"
@@ -69,6 +94,14 @@ class IndexSettings:
     index_type: str = "auto"
     vector_store: str = "faiss"
     source: str = "folder"
+    pooling: str = "auto"
+    gem_p: float = 3.0
+    scales: tuple[float, ...] = (1.0,)
+    crop: str = "squash"
+    margin: float = 0.0
+    input_size: int = 0
+    whiten: int = 0
+    dba: int = 0
 
     def __post_init__(self) -> None:
         for name, registry in (("embedder", EMBEDDERS), ("vector_store", STORES), ("source", SOURCES)):
@@ -93,6 +126,31 @@ class IndexSettings:
                 "nor a checkpoint file (.pt) written by 'retrieval train-detector'"
             )
         check_detector_input(self.min_size, self.max_size, self.score_threshold, self.max_objects)
+        self._check_crop_options()
+        check_int("--whiten", self.whiten, low=-1)
+        check_int("--dba", self.dba, low=0, high=1000)
+
+    def _check_crop_options(self) -> None:
+        """The crop and pooling values, and that the embedder honours each one given."""
+        check_choice("--pooling", self.pooling, POOLINGS)
+        check_float("--gem-p", self.gem_p, low=1.0, high=100.0)
+        if self.gem_p != 3.0 and self.pooling != "gem":
+            raise SettingsError(f"--gem-p {self.gem_p} is GeM's exponent: give it with --pooling gem")
+        if not isinstance(self.scales, tuple) or not self.scales:
+            raise SettingsError(f"--scales {self.scales!r} must be one or more numbers, e.g. 1,0.707,0.5")
+        for scale in self.scales:
+            check_float("--scales", scale, low=0.1, high=MAX_SCALE)
+        check_choice("--crop", self.crop, CROP_MODES)
+        check_float("--margin", self.margin, low=0.0, high=1.0)
+        if self.input_size != 0:
+            check_int("--input-size", self.input_size, low=32, high=2048)
+        honoured = EMBEDDERS.get(self.embedder).options
+        for field, option in CROP_OPTIONS.items():
+            if getattr(self, field) != _DEFAULTS[field] and field not in honoured:
+                raise SettingsError(
+                    f"{option} does not apply to --embedder {self.embedder}: "
+                    "use a crop embedder (efficientnet_lite0, resnet50, torchvision:NAME, hub:REPO:MODEL)"
+                )
 
     def check_parts(self) -> None:
         """The checks that the chosen parts make of their own options (the vector store's ``index_type``).
@@ -131,12 +189,14 @@ class IndexSettings:
     def vector_settings(self) -> dict[str, Any]:
         """The settings that decide the stored boxes and vectors; two indexes agreeing on these are comparable.
 
-        ``device``, ``precision`` (bf16 and fp32 vectors agree to a cosine above 0.99) and ``index_type``
-        and ``vector_store`` never matter (changing them moves the stored vectors); detector settings matter only when a detector is used, and the detection filters
-        (threshold, count, classes) only with ``objects="detect"``.
+        ``device``, ``precision`` (bf16 and fp32 vectors agree to a cosine above 0.99), ``index_type`` and
+        ``vector_store`` never matter (changing them moves the stored vectors), nor do ``whiten`` and ``dba``
+        (changing them re-derives the searched vectors from the stored ones); detector settings matter only
+        when a detector is used, and the detection filters (threshold, count, classes) only with
+        ``objects="detect"``.
         """
         values = self.to_dict()
-        ignored = {"device", "precision", "index_type", "vector_store"}
+        ignored = {"device", "precision", "index_type", "vector_store", *SEARCH_SPACE_OPTIONS}
         if not self.uses_detector:
             ignored |= {"detector_weights", "detector", "min_size", "max_size"}
         if self.objects != "detect":
@@ -152,6 +212,7 @@ class IndexSettings:
         """A JSON-ready dict (``classes`` as a list)."""
         values = dataclasses.asdict(self)
         values["classes"] = list(self.classes)
+        values["scales"] = list(self.scales)
         return values
 
     @classmethod
@@ -177,7 +238,14 @@ def _known(cls, values: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(values) - {field.name for field in dataclasses.fields(cls)})
     if unknown:
         raise SettingsError(f"unknown settings {', '.join(unknown)} (written by a newer version?)")
-    return {**values, "classes": tuple(values.get("classes") or ())}
+    return {
+        **values,
+        "classes": tuple(values.get("classes") or ()),
+        "scales": tuple(values.get("scales") or _DEFAULTS["scales"]),
+    }
+
+
+_DEFAULTS = {field.name: field.default for field in dataclasses.fields(IndexSettings)}
 
 
 def _absolute_weights(spec: str) -> str:

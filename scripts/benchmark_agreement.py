@@ -24,7 +24,8 @@ from torchvision.models.detection.transform import resize_boxes
 from retrieval.images import load_image
 from retrieval.models import FasterRCNNModel, ResNet50Embedder
 from retrieval.models.detectors.faster_rcnn import build_faster_rcnn
-from retrieval.models.embedders.resnet50 import IMAGENET_MEAN, IMAGENET_STD, crop_and_resize
+from retrieval.models.crop_embedder import IMAGENET_MEAN, IMAGENET_STD
+from retrieval.models.crops import crop_box
 from retrieval.models.weights import seeded_init
 
 
@@ -66,7 +67,7 @@ def plain_roi_vectors(model: torch.nn.Module, image: np.ndarray, boxes: np.ndarr
 @torch.inference_mode()
 def plain_resnet50_vectors(model: torch.nn.Module, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """``(N, 2048)`` unit GAP vectors of an unmodified fp32 ResNet50 (fc removed) on the project's crops."""
-    crops = torch.from_numpy(np.stack([crop_and_resize(image, box) for box in boxes])).permute(0, 3, 1, 2)
+    crops = torch.from_numpy(np.stack([crop_box(image, box, 224) for box in boxes])).permute(0, 3, 1, 2)
     mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     return F.normalize(model((crops.float() / 255.0 - mean) / std), dim=1).numpy()
 

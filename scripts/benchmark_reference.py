@@ -28,7 +28,7 @@ from torchvision.models import resnet50
 from torchvision.transforms import functional as TF
 
 from retrieval.models.detectors.faster_rcnn import build_faster_rcnn
-from retrieval.models.embedders.resnet50 import IMAGENET_MEAN, IMAGENET_STD
+from retrieval.models.crop_embedder import IMAGENET_MEAN, IMAGENET_STD
 from retrieval.models.weights import seeded_init
 
 

@@ -12,7 +12,8 @@ from retrieval.images import load_image
 from retrieval.models import FasterRCNNModel, ResNet50Embedder
 from retrieval.models.detectors.architectures import COCO_WEIGHTS
 from retrieval.models.detectors.faster_rcnn import COCO_CATEGORIES, build_faster_rcnn
-from retrieval.models.embedders.resnet50 import IMAGENET_MEAN, IMAGENET_STD, crop_and_resize
+from retrieval.models.crop_embedder import IMAGENET_MEAN, IMAGENET_STD
+from retrieval.models.crops import crop_box
 from retrieval.models.weights import seeded_init
 
 from tests.conftest import GALLERY, SMALL_MAX_SIZE, SMALL_MIN_SIZE
@@ -102,7 +103,7 @@ def test_embedding_no_boxes_gives_empty_arrays(detector, resnet, scene):
 def test_crop_is_widened_to_whole_pixels_and_squashed_to_224():
     image = np.zeros((100, 200, 3), dtype=np.uint8)
     image[10:30, 50:60] = (200, 100, 50)
-    crop = crop_and_resize(image, (50.2, 10.7, 59.5, 29.1))
+    crop = crop_box(image, (50.2, 10.7, 59.5, 29.1), 224)
     assert crop.shape == (224, 224, 3)
     assert (crop.reshape(-1, 3) == (200, 100, 50)).all()
 
@@ -115,7 +116,7 @@ def test_resnet50_vector_is_the_normalised_global_average_pool_of_the_crop(scene
     with seeded_init():
         reference = resnet50(weights=None).eval()
     gap = create_feature_extractor(reference, {"avgpool": "gap"})
-    crops = torch.from_numpy(np.stack([crop_and_resize(scene, b) for b in boxes])).permute(0, 3, 1, 2).float() / 255.0
+    crops = torch.from_numpy(np.stack([crop_box(scene, b, 224) for b in boxes])).permute(0, 3, 1, 2).float() / 255.0
     crops = (crops - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     with torch.inference_mode():
         expected = torch.nn.functional.normalize(gap(crops)["gap"].flatten(1), dim=1).numpy()

@@ -10,7 +10,7 @@ import click
 from click.exceptions import NoArgsIsHelpError
 
 from ..errors import RetrievalError
-from ..models.names import DEVICES, PRECISIONS
+from ..models.names import CROP_MODES, DEVICES, POOLINGS, PRECISIONS
 from ..text import plural
 
 WEIGHTS_HELP = (
@@ -125,6 +125,75 @@ def detection_options(command):
     )(command)
 
 
+def embedding_options(command):
+    """``index``'s crop, pooling and search-space options (``IndexSettings`` fields of the same names)."""
+    options = [
+        click.option(
+            "--pooling",
+            type=click.Choice(POOLINGS),
+            default="auto",
+            show_default=True,
+            help="Crop embedders' pooling: auto (GAP for CNNs, the CLS token for transformers), gap, gem, mac, "
+            "cls.",
+        ),
+        click.option("--gem-p", type=float, default=3.0, show_default=True, help="GeM's exponent (--pooling gem)."),
+        click.option(
+            "--scales",
+            default="1",
+            show_default=True,
+            help="Multi-scale descriptors: crop sides as fractions of --input-size, e.g. 1,0.707,0.5; the unit "
+            "vectors are averaged and re-normalised.",
+        ),
+        click.option(
+            "--crop",
+            type=click.Choice(CROP_MODES),
+            default="squash",
+            show_default=True,
+            help="A box as the model's square input: squash (aspect ratio not kept) or pad (kept, padded).",
+        ),
+        click.option(
+            "--margin",
+            type=float,
+            default=0.0,
+            show_default=True,
+            help="Context around each box: this fraction of its width and height added on every side.",
+        ),
+        click.option(
+            "--input-size", type=int, default=0, show_default=True, help="Crop side in pixels; 0: the model's own."
+        ),
+        click.option(
+            "--whiten",
+            type=int,
+            is_flag=False,
+            flag_value=-1,
+            default=0,
+            show_default=True,
+            metavar="[DIM]",
+            help="PCA-whiten the vectors, learned on the gallery's own, to DIM dimensions (all when DIM is left "
+            "out); 0: off.",
+        ),
+        click.option(
+            "--dba",
+            type=int,
+            default=0,
+            show_default=True,
+            metavar="K",
+            help="Database-side augmentation: each gallery vector averaged with its K nearest neighbours; 0: off.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def parse_scales(text: str) -> tuple[float, ...]:
+    """``--scales 1,0.707,0.5`` → ``(1.0, 0.707, 0.5)``; a value that is no list of numbers is a usage error."""
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a list of numbers such as 1,0.707,0.5", param_hint="--scales")
+
+
 def print_skipped(skipped: list[tuple[str, str]]) -> None:
     click.echo(f"skipped {plural(len(skipped), 'file')}" + (":" if skipped else ""))
     for path, reason in skipped:
@@ -141,6 +210,7 @@ class RegistryOption(click.Option):
         self.lead = lead
 
     def get_help_record(self, ctx: click.Context):
-        entries = "; ".join(f"{name}: {self.registry.summary(name)}" for name in self.registry.names())
+        registry = self.registry
+        entries = "; ".join(f"{registry.label(name)}: {registry.summary(name)}" for name in registry.names())
         self.help = f"{self.lead} {entries}."
         return super().get_help_record(ctx)

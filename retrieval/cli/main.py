@@ -20,9 +20,11 @@ from .common import (
     configure_logging,
     detection_options,
     device_option,
+    embedding_options,
     index_option,
     OneLineErrors,
     json_option,
+    parse_scales,
     precision_option,
     print_skipped,
     user_errors,
@@ -94,6 +96,7 @@ def main() -> None:
     "(COCO classes), or a checkpoint file of 'retrieval train-detector' (its classes and weights).",
 )
 @detection_options
+@embedding_options
 @device_option
 @precision_option
 @click.option(
@@ -293,6 +296,8 @@ def _given_options(options: dict) -> dict:
         for name, value in options.items()
         if context.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
     }
+    if "scales" in given:
+        given["scales"] = parse_scales(given["scales"])
     if "classes" in given:
         given["classes"] = tuple(c.strip() for c in given["classes"].split(",") if c.strip())
     return given

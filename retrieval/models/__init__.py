@@ -20,7 +20,7 @@ from .registry import (
 _LAZY = {
     "FasterRCNNModel": "retrieval.models.detectors.faster_rcnn",
     "COCO_CATEGORIES": "retrieval.models.detectors.faster_rcnn",
-    "ResNet50Embedder": "retrieval.models.embedders.resnet50",
+    "ResNet50Embedder": "retrieval.models.backbones.resnet",
 }
 
 

@@ -21,3 +21,5 @@ COCO_CATEGORIES: tuple[str, ...] = (
     "book", "clock", "vase", "scissors", "teddy bear", "hair drier", "toothbrush",
 )
 # fmt: on
+POOLINGS = ("auto", "gap", "gem", "mac", "cls")
+CROP_MODES = ("squash", "pad")

@@ -43,12 +43,21 @@ class EmbedderEntry:
         summary: one line for ``--help``.
         is_detector: the embedder is the detector itself (``roi``): one model, so ``--weights`` and
             ``--detector-weights`` name the same weights, and a detector is loaded even without ``detect``.
+        options: the crop and pooling settings it honours (``settings.CROP_OPTIONS``: ``pooling``, ``gem_p``,
+            ``scales``, ``crop``, ``margin``, ``input_size``); giving another is refused.
+        argument: for a family (``torchvision:NAME``), what follows the colon, for help (``NAME``); the
+            build reads it from ``settings.embedder``.
     """
 
     build: Callable[["IndexSettings", "torch.device", "FasterRCNNModel | None"], Embedder]
     summary: str = ""
     is_detector: bool = False
+    options: frozenset[str] = frozenset()
+    argument: str = ""
 
+
+# What a crop embedder honours (``EmbedderEntry.options``): every crop and pooling setting.
+CROP_AND_POOLING = frozenset({"pooling", "gem_p", "scales", "crop", "margin", "input_size"})
 
 EMBEDDERS: Registry[EmbedderEntry] = Registry("embedder", "retrieval.models.embedders")
 

@@ -1,0 +1,31 @@
+"""torchvision's ResNet50 as a crop embedder's trunk: conv1 … layer4, a ``(B, 2048, h, w)`` map."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchvision.models import ResNet50_Weights, resnet50
+
+from ..crop_embedder import CropEmbedder, CropOptions, Trunk
+from ..weights import load_weights, seeded_init
+
+RESNET50_DIMENSION = 2048
+
+
+def build_resnet50_trunk(weights: str) -> Trunk:
+    """The torchvision ResNet50 with ``weights`` (``default``, a state_dict path or ``random``) loaded, without
+    its pooling and classifier."""
+    with seeded_init():
+        model = resnet50(weights=None)
+    identity = load_weights(model, weights, ResNet50_Weights.DEFAULT, "embedder")
+    module = nn.Sequential(*list(model.children())[:-2])
+    return Trunk(module, "map", RESNET50_DIMENSION, identity)
+
+
+class ResNet50Embedder(CropEmbedder):
+    """The ``resnet50`` embedder: ResNet50 trunk, 224x224 squashed crops, GAP (or ``options``), 2048-d."""
+
+    def __init__(
+        self, weights: str, device: torch.device, precision: str = "auto", options: CropOptions | None = None
+    ) -> None:
+        super().__init__(build_resnet50_trunk(weights), options or CropOptions(), device, precision)
