@@ -183,6 +183,28 @@ def test_the_cli_takes_a_registered_embedder_and_lists_the_registry_in_its_help(
     assert info.exit_code == 0 and '{"source": "toy", "version": 1}' in info.output, info.output
 
 
+def test_a_registered_family_takes_its_argument_after_a_colon(tmp_path):
+    built = []
+
+    def build(settings, device, detector):
+        built.append(settings.embedder.partition(":")[2])
+        return ColourEmbedder()
+
+    register_embedder("tint-test", EmbedderEntry(build=build, summary="toy family", argument="LEVEL"))
+    try:
+        assert "tint-test:LEVEL" in EMBEDDERS.labels() and "tint-test:bright" in EMBEDDERS
+        help_text = " ".join(CliRunner().invoke(main, ["index", "--help"]).output.split())
+        assert "tint-test:LEVEL: toy family" in help_text
+        colour_gallery(tmp_path / "g")
+        build_index(tmp_path / "g", tmp_path / "i", IndexSettings(**{**TOY, "embedder": "tint-test:bright"}),
+                    progress=False)
+        assert built == ["bright"] and index_info(tmp_path / "i")["embedder"] == "tint-test:bright"
+        with pytest.raises(SettingsError, match="embedder 'tint-test' needs its LEVEL: tint-test:LEVEL"):
+            IndexSettings(**{**TOY, "embedder": "tint-test"})
+    finally:
+        EMBEDDERS.unregister("tint-test")
+
+
 def test_an_unknown_part_is_refused_naming_the_known_ones():
     with pytest.raises(SettingsError, match=r"unknown embedder 'nope': use one of resnet50, roi"):
         IndexSettings(embedder="nope")
