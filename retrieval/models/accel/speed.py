@@ -48,15 +48,18 @@ def fold_batchnorms(module: nn.Module) -> nn.Module:
     """Fold every batch norm that directly follows a convolution into it, in place; returns ``module``.
 
     Covers torchvision's ResNet layouts: ``convN`` followed by ``bnN`` in one module, and
-    ``Sequential(conv, norm)`` (downsample branches). Norms must be frozen or in eval mode.
+    ``Sequential(conv, norm)`` (downsample branches); other modules name their pairs of attributes in a
+    ``conv_norm_pairs`` class attribute (EfficientNet-Lite's ``(("_conv_stem", "_bn0"), ...)``). Norms must be
+    frozen or in eval mode.
     """
     for child in module.children():
         fold_batchnorms(child)
-    for index in range(1, 4):
-        conv, norm = getattr(module, f"conv{index}", None), getattr(module, f"bn{index}", None)
+    pairs = ((f"conv{index}", f"bn{index}") for index in range(1, 4))
+    for conv_name, norm_name in (*pairs, *getattr(module, "conv_norm_pairs", ())):
+        conv, norm = getattr(module, conv_name, None), getattr(module, norm_name, None)
         if isinstance(conv, nn.Conv2d) and _is_norm(norm):
             _fold(conv, norm)
-            setattr(module, f"bn{index}", nn.Identity())
+            setattr(module, norm_name, nn.Identity())
     if (
         isinstance(module, nn.Sequential)
         and len(module) == 2
