@@ -11,6 +11,7 @@ from click.exceptions import NoArgsIsHelpError
 
 from ..errors import RetrievalError
 from ..models.names import CROP_MODES, DEVICES, POOLINGS, PRECISIONS
+from ..search.rerank import DEFAULT_ALPHA, DEFAULT_QE_K, RERANKS, Rerank
 from ..text import plural
 
 WEIGHTS_HELP = (
@@ -184,6 +185,35 @@ def embedding_options(command):
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def rerank_options(command):
+    """``--rerank``, ``--qe-k`` and ``--qe-alpha``, given to ``command`` as one checked ``rerank`` (a ``Rerank``,
+    checked before the command runs: a bad value is one ``error:`` line, exit 1). Apply it below the command's
+    other options, right above ``user_errors``."""
+
+    @functools.wraps(command)
+    def wrapper(*args, rerank: str, qe_k: int, qe_alpha: float, **kwargs):
+        return command(*args, rerank=_checked_rerank(rerank, qe_k, qe_alpha), **kwargs)
+
+    options = [
+        click.option(
+            "--rerank",
+            type=click.Choice(RERANKS),
+            default="none",
+            show_default=True,
+            help="Re-rank: none, or aqe (alpha query expansion: the query averaged with its --qe-k best objects, "
+            "weighted by their cosine to the power --qe-alpha, then searched again).",
+        ),
+        click.option("--qe-k", type=int, default=DEFAULT_QE_K, show_default=True, help="aqe: objects to expand with."),
+        click.option("--qe-alpha", type=float, default=DEFAULT_ALPHA, show_default=True, help="aqe: the exponent."),
+    ]
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+_checked_rerank = user_errors(Rerank.of)
 
 
 def parse_scales(text: str) -> tuple[float, ...]:
