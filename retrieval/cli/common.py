@@ -182,9 +182,7 @@ def embedding_options(command):
             help="Database-side augmentation: each gallery vector averaged with its K nearest neighbours; 0: off.",
         ),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return with_options(command, options)
 
 
 def rerank_options(command):
@@ -208,12 +206,17 @@ def rerank_options(command):
         click.option("--qe-k", type=int, default=DEFAULT_QE_K, show_default=True, help="aqe: objects to expand with."),
         click.option("--qe-alpha", type=float, default=DEFAULT_ALPHA, show_default=True, help="aqe: the exponent."),
     ]
-    for option in reversed(options):
-        wrapper = option(wrapper)
-    return wrapper
+    return with_options(wrapper, options)
 
 
 _checked_rerank = user_errors(Rerank.of)
+
+
+def with_options(command, options: list):
+    """``command`` with click ``options``, listed in ``--help`` in the order given."""
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 def parse_scales(text: str) -> tuple[float, ...]:
