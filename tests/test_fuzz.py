@@ -97,6 +97,7 @@ BOXES = [
     for box in ("", "1,2,3", "1,2,3,4,5", "a,b,c,d", "nan,0,1,1", "0,0,inf,1", "0,0,1e999,1", "5,5,5,9", "9,5,5,9")
     + ("-1,0,10,10", "0,0,65,10", "0,0,10,49", "0,0,99999999999,1", "１,２,３", ",,,", "0;0;1;1", "0,0,0,0")
 ]
+RERANK_OPTIONS = {"--rerank": CHOICE, "--qe-k": ints(0) + [("1001", USER)], "--qe-alpha": floats(0, 100)}
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,8 @@ SPECS = {
             "--max-pixels": ints(1),
             "--commit-every": NON_NEGATIVE,
             "--quiet": FLAG,
+            "--whiten": [(v, USAGE) for v in ("-2", "nan", "1.5", "ten", "")],  # "-2" reads as an option: usage
+            "--dba": ints(0) + [("1001", USER)],
         },
     ),
     "query": Spec(
@@ -156,6 +159,7 @@ SPECS = {
             "--save-vis": [("{folder}", USAGE), ("{out}.txt", USER, True), ("{plain}/x.jpg", USER, True)],
             "--device": CHOICE,
             "--precision": CHOICE,
+            **RERANK_OPTIONS,
         },
     ),
     "evaluate": Spec(
@@ -167,6 +171,7 @@ SPECS = {
             "--json": FLAG,
             "--device": CHOICE,
             "--precision": CHOICE,
+            **RERANK_OPTIONS,
         },
     ),
     "info": Spec(("--index", "{index}"), {"--index": READ_INDEX, "--json": FLAG}),
@@ -402,6 +407,8 @@ BAD_UPLOADS += [("bomb.png", _declared_png(100_000, 100_000)), ("truncated.png",
 BAD_IDS = ["-1", "999999", "x", "1.5", "nan", "ü", "9" * 30, "%00"]
 BAD_TOP_K = ["0", "-1", "101", "x", "nan", "", "1.5", "9" * 30]
 BAD_GROUP = ["", "nope", "ünï"]
+BAD_RERANK = {"rerank": ["", "nope", "AQE"], "qe_k": ["-1", "1001", "x", "nan", "", "1.5"]}
+BAD_RERANK["qe_alpha"] = ["-1", "101", "nan", "inf", "x", ""]
 
 
 def http_cases() -> list:
@@ -414,10 +421,10 @@ def http_cases() -> list:
         cases.append(("image_id", "POST", "/api/query", {"data": {"image_id": bad}}))
     for field, values in (("offset", ["-1", "x", "nan", ""]), ("limit", ["0", "-1", "1001", "x", "nan", ""])):
         cases += [(field, "GET", "/api/images", {"params": {field: value}}) for value in values]
-    for field, values in (("top_k", BAD_TOP_K), ("group", BAD_GROUP)):
+    for field, values in (("top_k", BAD_TOP_K), ("group", BAD_GROUP), *BAD_RERANK.items()):
         cases += [(field, "GET", "/api/objects/0/similar", {"params": {field: value}}) for value in values]
     upload = {"image": GOOD_UPLOAD}
-    form_values = {"box": [box for box, _ in BOXES if box], "top_k": BAD_TOP_K, "group": BAD_GROUP}
+    form_values = {"box": [box for box, _ in BOXES if box], "top_k": BAD_TOP_K, "group": BAD_GROUP, **BAD_RERANK}
     for field, values in form_values.items():
         cases += [(field, "POST", "/api/query", {"files": upload, "data": {field: value}}) for value in values]
     for name, data in BAD_UPLOADS:

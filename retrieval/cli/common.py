@@ -11,6 +11,7 @@ from click.exceptions import NoArgsIsHelpError
 
 from ..errors import RetrievalError
 from ..models.names import CROP_MODES, DEVICES, POOLINGS, PRECISIONS
+from ..search.rerank import DEFAULT_ALPHA, DEFAULT_QE_K, RERANKS, Rerank
 from ..text import plural
 
 WEIGHTS_HELP = (
@@ -181,6 +182,38 @@ def embedding_options(command):
             help="Database-side augmentation: each gallery vector averaged with its K nearest neighbours; 0: off.",
         ),
     ]
+    return with_options(command, options)
+
+
+def rerank_options(command):
+    """``--rerank``, ``--qe-k`` and ``--qe-alpha``, given to ``command`` as one checked ``rerank`` (a ``Rerank``,
+    checked before the command runs: a bad value is one ``error:`` line, exit 1). Apply it below the command's
+    other options, right above ``user_errors``."""
+
+    @functools.wraps(command)
+    def wrapper(*args, rerank: str, qe_k: int, qe_alpha: float, **kwargs):
+        return command(*args, rerank=_checked_rerank(rerank, qe_k, qe_alpha), **kwargs)
+
+    options = [
+        click.option(
+            "--rerank",
+            type=click.Choice(RERANKS),
+            default="none",
+            show_default=True,
+            help="Re-rank: none, or aqe (alpha query expansion: the query averaged with its --qe-k best objects, "
+            "weighted by their cosine to the power --qe-alpha, then searched again).",
+        ),
+        click.option("--qe-k", type=int, default=DEFAULT_QE_K, show_default=True, help="aqe: objects to expand with."),
+        click.option("--qe-alpha", type=float, default=DEFAULT_ALPHA, show_default=True, help="aqe: the exponent."),
+    ]
+    return with_options(wrapper, options)
+
+
+_checked_rerank = user_errors(Rerank.of)
+
+
+def with_options(command, options: list):
+    """``command`` with click ``options``, listed in ``--help`` in the order given."""
     for option in reversed(options):
         command = option(command)
     return command

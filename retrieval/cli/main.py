@@ -27,6 +27,7 @@ from .common import (
     parse_scales,
     precision_option,
     print_skipped,
+    rerank_options,
     user_errors,
 )
 from .detector import detect, evaluate_detector_command, train_detector_command
@@ -34,7 +35,7 @@ from .serve import export, serve
 from ..search.evaluate import evaluate as evaluate_index
 from ..images import DEFAULT_MAX_PIXELS, load_image
 from ..pipeline.build import COMMIT_SECONDS, build_index, existing_settings
-from ..index.info import index_info
+from ..index.info import index_info, search_space_text
 from ..index.remove import remove_images
 from ..search.searcher import GROUPS, Searcher
 from ..models.registry import EMBEDDERS
@@ -193,15 +194,16 @@ def remove(index_dir, paths):
 )
 @device_option
 @precision_option
+@rerank_options
 @user_errors
-def query(image, index_dir, box, top_k, group, as_json, save_vis, device, precision):
+def query(image, index_dir, box, top_k, group, as_json, save_vis, device, precision, rerank):
     """Find the gallery objects most similar to the BOX in IMAGE (cosine similarity)."""
     configure_logging(quiet=True)
     check_int("--top-k", top_k, low=1)  # the check rank() makes, here before the models load
     loaded = load_image(image)
     query_box = parse_box(box, loaded.width, loaded.height) if box is not None else None
     searcher = Searcher(index_dir, device=device, precision=precision)
-    results = searcher.query(loaded, query_box, top_k=top_k, group=group)
+    results = searcher.query(loaded, query_box, top_k=top_k, group=group, rerank=rerank)
     if save_vis:
         from ..tools.visualize import results_picture, save_picture  # OpenCV, only for pictures
 
@@ -228,11 +230,12 @@ def query(image, index_dir, box, top_k, group, as_json, save_vis, device, precis
 @json_option
 @device_option
 @precision_option
+@rerank_options
 @user_errors
-def evaluate(index_dir, ground_truth, top_k, as_json, device, precision):
+def evaluate(index_dir, ground_truth, top_k, as_json, device, precision, rerank):
     """Measure retrieval precision against ground truth: P@1, P@5, P@10, recall@k and mAP."""
     configure_logging(quiet=True)
-    report = evaluate_index(index_dir, ground_truth, top_k, device=device, precision=precision)
+    report = evaluate_index(index_dir, ground_truth, top_k, device=device, precision=precision, rerank=rerank)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -279,6 +282,8 @@ def info(index_dir, as_json):
     click.echo(
         f"vectors    {vectors['kind']}: FAISS {vectors['factory']}" + (f" ({search})" if search else "") + trained
     )
+    if "search" in vectors:
+        click.echo(f"search     {search_space_text(vectors['search'], details['dimension'])}")
     settings = manifest["settings"]
     click.echo(
         f"boxes      {settings['objects']}" + (f" from {settings['annotations']}" if settings["annotations"] else "")

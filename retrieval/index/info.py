@@ -18,8 +18,9 @@ def index_info(index_dir: str | os.PathLike) -> dict:
     """``{"images", "objects", "skipped": [{"path", "reason"}], "embedder", "dimension", "vectors", "manifest"}``.
 
     ``vectors`` is the vector store's description (for FAISS ``{"store", "kind", "factory", "params",
-    "trained_on"}``). Counts come from the committed metadata, not from the manifest's copy; no model, vector
-    library or vector file is loaded, so this is quick on any index.
+    "trained_on"}``), with ``"search"`` when whitening or DBA derive the searched vectors (search_space.py).
+    Counts come from the committed metadata, not from the manifest's copy; no model, vector library or vector
+    file is loaded, so this is quick on any index.
     """
     directory = Path(index_dir)
     store = active_store(directory)
@@ -47,3 +48,19 @@ def _info(directory: Path, manifest: Manifest, images: int, objects: int, skippe
         "vectors": manifest.vectors,
         "manifest": manifest.to_dict(),
     }
+
+
+def search_space_text(space: dict, dimension: int) -> str:
+    """One line saying how the searched vectors derive from the stored ``dimension``-d ones (``space``: the
+    ``"search"`` entry of the store description)."""
+    parts = []
+    if space["whiten"] and space["learned_on"]:
+        parts.append(
+            f"PCA-whitened to {space['dimension']} of {dimension} dimensions (learned on {space['learned_on']:,} "
+            "vectors)"
+        )
+    elif space["whiten"]:
+        parts.append("whitening not learned yet (it needs 2 vectors)")
+    if space["dba"]:
+        parts.append(f"DBA with {space['dba']} neighbours (alpha {space['dba_alpha']:g})")
+    return ", ".join(parts)

@@ -17,6 +17,7 @@ from ..errors import StoreError
 from .layout import active_store, read_pointer
 from .manifest import Manifest
 from .metadata import read_generation
+from .search_space import SearchSpace, load_space, split_description
 from .store import read_store
 from .stores import VectorStore, VectorsMissing
 
@@ -32,7 +33,9 @@ class IndexSnapshot:
         store: the store folder inside it that was read.
         generation: the commit that was read.
         manifest: its manifest.
-        vectors: the vector store (ids are object ids).
+        vectors: the vector store (ids are object ids): the embedder's vectors, as stored.
+        space: what queries search: those vectors, or vectors derived from them (whitening, DBA), and the
+            whitening a query goes through first (``search_space.py``).
         object_ids: ``(M,)`` int64, sorted.
         object_image: ``(M,)`` int64 item row id of each object.
         boxes: ``(M, 4)`` float32, original pixels.
@@ -48,6 +51,7 @@ class IndexSnapshot:
     generation: int
     manifest: Manifest
     vectors: VectorStore
+    space: SearchSpace
     object_ids: np.ndarray
     object_image: np.ndarray
     boxes: np.ndarray
@@ -84,6 +88,7 @@ class IndexSnapshot:
             generation=generation,
             manifest=manifest,
             vectors=vectors,
+            space=load_space(store, generation, split_description(manifest.vectors)[1], manifest.settings, vectors),
             object_ids=np.array([r[0] for r in rows], dtype=np.int64),
             object_image=np.array([r[1] for r in rows], dtype=np.int64),
             boxes=np.array([r[2:6] for r in rows], dtype=np.float32).reshape(-1, 4),

@@ -5,10 +5,12 @@ A store folder (``DIR/store-<n>``, see layout.py) holds::
     manifest.json        what made the vectors (manifest.py); vector settings never change within a store
     metadata.sqlite      items and objects (metadata.py)
     vectors.<gen>.*      the vector store's files of generation <gen> (stores/; FAISS: vectors.<gen>.faiss)
+    search/<gen>/        with --whiten or --dba: the searched vectors derived from those (search_space.py)
 
 Commit protocol, so that a reader or a crash at any moment sees one whole committed state: the vector
-store writes generation ``gen+1`` atomically first; then one SQLite transaction applies every row change
-and sets ``generation = gen+1``; then the manifest is refreshed and the old generation's files removed.
+store writes generation ``gen+1`` atomically first, and the searched vectors derived from it if any; then
+one SQLite transaction applies every row change and sets ``generation = gen+1``; then the manifest is
+refreshed and the old generation's files removed.
 SQLite's ``generation`` names the vectors that match its rows; files of another generation are debris,
 removed when a writer next opens the store.
 """
@@ -29,6 +31,7 @@ from ..objects import ImageObjects
 from ..settings import IndexSettings
 from .manifest import FORMAT_VERSION, Manifest
 from .metadata import ItemState, connect, create_tables, migrate, read_committed, write_description
+from .search_space import derive, discard_space, load_whitening, split_description
 from .stores import STORES, VectorStore, store_name
 
 
@@ -50,6 +53,7 @@ class StoreWriter:
         self.next_object_id = state["next_object_id"]
         self.changed = False  # anything to commit?
         self.replaced_store: str | None = None  # a store whose files go once the move to another is committed
+        self.whitening = None  # the committed whitening (search_space.py), reused until relearning is due
         self.db.execute("BEGIN")
 
     @classmethod
@@ -77,11 +81,13 @@ class StoreWriter:
         with _writing(folder):
             entry = STORES.get(store_name(manifest.vectors))
             entry.discard(folder, generation)
+            discard_space(folder, generation)
             for path in folder.glob(".*.tmp"):
                 path.unlink()
             db = connect(folder)
             migrated = migrate(db)
             writer = cls(folder, manifest, db, vectors)
+            writer.whitening = load_whitening(folder, generation, split_description(manifest.vectors)[1])
         if migrated or manifest.format_version != FORMAT_VERSION:
             writer.changed = True  # the next commit writes the current manifest format
         if settings is not None and replace(settings, device=manifest.settings.device) != manifest.settings:
@@ -191,17 +197,20 @@ class StoreWriter:
         generation = self.generation + 1
         with _writing(self.folder):
             self.vectors.save(self.folder, generation)
+            search, whitening = derive(self.folder, self.vectors, self.manifest.settings, generation, self.whitening)
+            description = {**self.vectors.describe(), **({"search": search} if search else {})}
             self.db.execute("UPDATE state SET value = ? WHERE key = 'generation'", (generation,))
             self.db.execute("UPDATE state SET value = ? WHERE key = 'next_object_id'", (self.next_object_id,))
-            write_description(self.db, self.vectors.describe())
+            write_description(self.db, description)
             self.db.execute("COMMIT")
-            self.generation = generation
+            self.generation, self.whitening = generation, whitening
             self.changed = False
             self.db.execute("BEGIN")
             counted = self.manifest.with_counts(**self.counts())
-            self.manifest = replace(counted, vectors=self.vectors.describe(), format_version=FORMAT_VERSION)
+            self.manifest = replace(counted, vectors=description, format_version=FORMAT_VERSION)
             self.manifest.save(self.folder)
             STORES.get(store_name(self.manifest.vectors)).discard(self.folder, generation)
+            discard_space(self.folder, generation)
             if self.replaced_store is not None:
                 STORES.get(self.replaced_store).discard(self.folder, -1)  # every generation of the old store
                 self.replaced_store = None
@@ -248,7 +257,7 @@ def _moved(vectors: VectorStore, settings: IndexSettings, folder: Path, generati
     """The vectors under ``settings``' store (the same one reloaded with its new options, or a new one)."""
     entry = STORES.get(settings.vector_store)
     if settings.vector_store == store_name(recorded):
-        return entry.load(folder, generation, recorded, settings)
+        return entry.load(folder, generation, split_description(recorded)[0], settings)
     moved = entry.create(settings, vectors.dimension)
     ids = vectors.ids()
     moved.add(ids, vectors.reconstruct(ids))
@@ -280,7 +289,8 @@ def read_store(store: Path) -> tuple[Manifest, int, VectorStore, list[tuple], li
         generation, description, objects, items = read_committed(db)
         if description is not None:  # what the commit recorded wins over the manifest's copy, written after it
             manifest = replace(manifest, vectors=description)
-        vectors = STORES.get(store_name(manifest.vectors)).load(store, generation, manifest.vectors, manifest.settings)
+        own = split_description(manifest.vectors)[0]
+        vectors = STORES.get(store_name(own)).load(store, generation, own, manifest.settings)
         db.execute("COMMIT")
     except Exception as error:
         if isinstance(error, StoreError):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..errors import GroundTruthError, RetrievalError
 from ..validation import check_int
+from .rerank import Rerank
 from .metrics import average_precision, chance_average_precision, precision_at_k, recall_at_k
 from .searcher import Searcher
 
@@ -77,11 +78,14 @@ def evaluate(
     device: str = "auto",
     precision: str = "auto",
     searcher: Searcher | None = None,
+    rerank: Rerank | None = None,
 ) -> dict:
-    """Score every ground-truth query; return ``{"mAP", "P@1", "P@5", "P@10", "recall@k", "chance_mAP", "queries"}``.
+    """Score every ground-truth query; return ``{"mAP", "P@1", "P@5", "P@10", "recall@k", "chance_mAP", "rerank",
+    "queries"}``.
 
-    ``queries`` holds the same metrics per query, with its image, box and number of positives. ``top_k``
-    (at least 1) and the ground truth are checked before the index and its models are loaded.
+    ``queries`` holds the same metrics per query, with its image, box and number of positives; ``rerank``
+    what re-ranked the queries (``Rerank.to_dict``; default none). ``top_k`` (at least 1) and the ground truth
+    are checked before the index and its models are loaded.
     """
     top_k = check_int("--top-k", top_k, low=1)
     queries = load_ground_truth(ground_truth)
@@ -99,7 +103,9 @@ def evaluate(
                 f"(gallery root {snapshot.gallery_root})"
             )
         try:
-            results = searcher.query(query.image, query.box, top_k=max(1, len(snapshot.image_paths)), group="image")
+            results = searcher.query(
+                query.image, query.box, top_k=max(1, len(snapshot.image_paths)), group="image", rerank=rerank
+            )
         except RetrievalError as error:
             raise GroundTruthError(f"{ground_truth}: queries[{i}]: {error}") from None
         ranked = [os.path.normpath(r.image) for r in results]
@@ -120,6 +126,7 @@ def evaluate(
     names = [f"P@{k}" for k in ks] + [f"recall@{top_k}"]
     report = {"mAP": _mean(per_query, "AP"), **{name: _mean(per_query, name) for name in names}}
     report["chance_mAP"] = _mean(per_query, "chance_AP")
+    report["rerank"] = (rerank or Rerank()).to_dict()
     report["queries"] = per_query
     return report
 

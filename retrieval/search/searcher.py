@@ -2,7 +2,8 @@
 
 ``Searcher`` loads an index snapshot and the models its manifest names once,
 then answers any number of queries. Score = cosine similarity = inner product
-of unit vectors.
+of unit vectors, in the index's search space (whitened and DBA vectors when the
+index has them, ``index/search_space.py``), with the query re-ranked (α-QE) on request.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ..images import LoadedImage, load_image
 from ..models import Embedder, build_embedder, resolve_device
 from ..index.snapshot import IndexSnapshot, committed_version
 from ..validation import check_choice, check_int
+from .rerank import Rerank, expand_query
 
 GROUPS = ("image", "object")
 
@@ -138,14 +140,18 @@ class Searcher:
         box: Sequence[float] | None = None,
         top_k: int = 10,
         group: str = "image",
+        rerank: Rerank | None = None,
     ) -> list[SearchResult]:
-        """The ``top_k`` best gallery images (``group="image"``, each by its best object) or objects."""
+        """The ``top_k`` best gallery images (``group="image"``, each by its best object) or objects;
+        ``rerank`` re-ranks (α-QE; default none)."""
         snapshot, embedder = self._state
-        return rank(snapshot, embed_box(embedder, image, box), top_k, group)
+        return rank(snapshot, embed_box(embedder, image, box), top_k, group, rerank)
 
-    def search(self, vector: np.ndarray, top_k: int = 10, group: str = "image") -> list[SearchResult]:
-        """Rank by inner product with ``vector`` (``(D,)`` float32); see ``query``."""
-        return rank(self.snapshot, vector, top_k, group)
+    def search(
+        self, vector: np.ndarray, top_k: int = 10, group: str = "image", rerank: Rerank | None = None
+    ) -> list[SearchResult]:
+        """Rank by similarity with the embedder vector ``vector`` (``(D,)`` float32); see ``query``."""
+        return rank(self.snapshot, vector, top_k, group, rerank)
 
 
 def embed_box(embedder: Embedder, image: LoadedImage | str | os.PathLike, box: Sequence[float] | None) -> np.ndarray:
@@ -159,17 +165,24 @@ def embed_box(embedder: Embedder, image: LoadedImage | str | os.PathLike, box: S
     return embedder.embed([image.rgb], [boxes])[0][0]
 
 
-def rank(snap: IndexSnapshot, vector: np.ndarray, top_k: int = 10, group: str = "image") -> list[SearchResult]:
-    """The ``top_k`` best objects of ``snap`` by inner product with ``vector`` (``(D,)``), or with
-    ``group="image"`` the best images, each represented by its best object."""
+def rank(
+    snap: IndexSnapshot, vector: np.ndarray, top_k: int = 10, group: str = "image", rerank: Rerank | None = None
+) -> list[SearchResult]:
+    """The ``top_k`` best objects of ``snap`` by inner product with ``vector``, or with ``group="image"``
+    the best images, each represented by its best object.
+
+    ``vector`` is the query's embedder unit vector (``(D,)``); it is brought into the snapshot's search space
+    (whitened) and, with an active ``rerank``, expanded (α-QE) before the search.
+    """
     top_k, group = check_int("--top-k", top_k, low=1), check_choice("--group", group, GROUPS)
-    total = len(snap.vectors)
+    searched = snap.space.vectors
+    total = len(searched)
     if total == 0:
         return []
-    query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
+    query = expand_query(searched, snap.space.project(vector), rerank or Rerank())
     k = min(total, top_k if group == "object" else top_k * 8)
     while True:
-        scores, ids = snap.vectors.search(query, k)
+        scores, ids = searched.search(query, k)
         keep = ids[0] >= 0
         scores, ids = scores[0][keep], ids[0][keep]
         if group == "image":

@@ -12,9 +12,10 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Reques
 from ...boxes import parse_box
 from ...index.snapshot import IndexSnapshot
 from ...models import Embedder
+from ...search.rerank import DEFAULT_ALPHA, DEFAULT_QE_K, RERANKS, Rerank
 from ...search.searcher import GROUPS, SearchResult, embed_box, rank
 from ...images import LoadedImage
-from ...validation import check_choice, check_int
+from ...validation import check_choice, check_float, check_int
 from ..deps import Searchable, State, indexed_file, read_upload
 from ..pictures import oriented_size
 from ..schemas import Detection, DetectResponse, QueryResponse, Result
@@ -24,16 +25,25 @@ from .gallery import picture_links
 router = APIRouter(prefix="/api")
 TOP_K = "how many results: 1 to the server's max_top_k (100 unless configured)"
 GROUP = {"description": "image: rank images by their best object; object: rank objects", "enum": list(GROUPS)}
+RERANK = {"description": "none, or aqe: alpha query expansion over the qe_k best objects", "enum": list(RERANKS)}
+QE_K, QE_ALPHA = "aqe: how many best objects expand the query (0: none)", "aqe: the exponent of their cosines"
+RERANK_FIELDS = ("rerank", "qe_k", "qe_alpha")
 
 
 async def given_search_options(request: Request) -> None:
-    """Refuse a ``top_k`` or ``group`` form field sent empty, as the query string's are: FastAPI would take
-    an empty form field for a missing one, and answer with its default."""
+    """Refuse a ``top_k``, ``group`` or re-ranking form field sent empty, as the query string's are: FastAPI
+    would take an empty form field for a missing one, and answer with its default."""
     form = await request.form()
     if form.get("top_k") == "":
         check_int("top_k", "")
     if form.get("group") == "":
         check_choice("group", "", GROUPS)
+    if form.get("rerank") == "":
+        check_choice("rerank", "", RERANKS)
+    if form.get("qe_k") == "":
+        check_int("qe_k", "")
+    if form.get("qe_alpha") == "":
+        check_float("qe_alpha", "")
 
 
 @router.post(
@@ -50,9 +60,13 @@ async def query(
     box: str | None = Form(None, description="x1,y1,x2,y2 in the image's pixels; none = the whole image"),
     top_k: int = Form(10, description=TOP_K),
     group: str = Form("image", json_schema_extra=GROUP),
+    rerank: str = Form("none", json_schema_extra=RERANK),
+    qe_k: int = Form(DEFAULT_QE_K, description=QE_K),
+    qe_alpha: float = Form(DEFAULT_ALPHA, description=QE_ALPHA),
 ) -> QueryResponse:
     snap, embedder = searchable
     top_k, group = _search_options(state, top_k, group)
+    reranking = Rerank.of(rerank, qe_k, qe_alpha, RERANK_FIELDS)
     if (image is None) == (image_id is None):
         raise HTTPException(400, "give either an image file or an image_id, not both or neither")
     if image is not None:
@@ -61,7 +75,7 @@ async def query(
     else:
         loaded = indexed_file(snap, image_id)
     query_box = parse_box(box) if box else None
-    return _ranked(state, snap, embedder, loaded, query_box, top_k, group)
+    return _ranked(state, snap, embedder, loaded, query_box, top_k, group, reranking)
 
 
 @router.get(
@@ -75,14 +89,18 @@ def similar(
     object_id: int,
     top_k: int = Query(10, description=TOP_K),
     group: str = Query("image", json_schema_extra=GROUP),
+    rerank: str = Query("none", json_schema_extra=RERANK),
+    qe_k: int = Query(DEFAULT_QE_K, description=QE_K),
+    qe_alpha: float = Query(DEFAULT_ALPHA, description=QE_ALPHA),
 ) -> QueryResponse:
     snap, embedder = searchable
     top_k, group = _search_options(state, top_k, group)
+    reranking = Rerank.of(rerank, qe_k, qe_alpha, RERANK_FIELDS)
     row = int(snap.rows_of(np.array([object_id]))[0]) if len(snap.object_ids) else 0
     if row >= len(snap.object_ids) or snap.object_ids[row] != object_id:
         raise HTTPException(404, f"object {object_id} is not in the index")
     path = indexed_file(snap, int(snap.object_image[row]))
-    return _ranked(state, snap, embedder, path, snap.boxes[row].tolist(), top_k, group)
+    return _ranked(state, snap, embedder, path, snap.boxes[row].tolist(), top_k, group, reranking)
 
 
 @router.post("/detect", response_model=DetectResponse, summary="Detect objects in an uploaded image")
@@ -117,13 +135,15 @@ def _ranked(
     box: Sequence[float] | None,
     top_k: int,
     group: str,
+    rerank: Rerank,
 ) -> QueryResponse:
     with state.inference:
         vector = embed_box(embedder, image, box)
-    results = rank(snap, vector, top_k, group)
+    results = rank(snap, vector, top_k, group, rerank)
+    box = None if box is None else [float(v) for v in box]
     return QueryResponse(
         generation=snap.generation,
-        query={"box": None if box is None else [float(v) for v in box], "group": group, "top_k": top_k},
+        query={"box": box, "group": group, "top_k": top_k, **rerank.to_dict()},
         results=[_result(snap, result) for result in results],
     )
 
