@@ -99,7 +99,7 @@ def _json_lines(path: str | os.PathLike, text: str, folder: str) -> list[BatchLi
         raise QueryFileError(f"{path}: a JSON array; write one JSON object per line (JSON lines) instead")
     return [
         _line(path, number, lambda line=line: _json_object(line), lambda fields: _json_query(fields, folder))
-        for number, line in enumerate(text.splitlines(), start=1)
+        for number, line in enumerate(text.split("\n"), start=1)  # not splitlines: U+2028 may be in a string
         if line.strip()
     ]
 
