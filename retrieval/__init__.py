@@ -24,6 +24,7 @@ _WHERE = {
     "IndexSettings": "retrieval.settings",
     "IndexSummary": "retrieval.pipeline.writer",
     "LoadedImage": "retrieval.images",
+    "Query": "retrieval.search.queries",
     "SearchResult": "retrieval.search.searcher",
     "Searcher": "retrieval.search.searcher",
     "build_index": "retrieval.pipeline.build",

@@ -35,3 +35,7 @@ class StoreError(RetrievalError):
 
 class SettingsError(RetrievalError):
     """An option value is invalid or does not fit the other options."""
+
+
+class QueryFileError(RetrievalError):
+    """A batch query file (``query --batch``) is missing or malformed, or one of its lines is."""

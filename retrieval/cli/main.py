@@ -30,6 +30,7 @@ from .common import (
     rerank_options,
     user_errors,
 )
+from .batch import BATCH_HELP, query_batch
 from .detector import detect, evaluate_detector_command, train_detector_command
 from .serve import export, serve
 from ..search.evaluate import evaluate as evaluate_index
@@ -177,7 +178,7 @@ def remove(index_dir, paths):
 
 
 @main.command()
-@click.argument("image", type=click.Path(dir_okay=False))
+@click.argument("image", type=click.Path(dir_okay=False), required=False)
 @index_option
 @click.option("--box", help="Query box X1,Y1,X2,Y2 in the image's pixels; default: the whole image.")
 @click.option("--top-k", type=int, default=10, show_default=True, help="How many results.")
@@ -194,12 +195,19 @@ def remove(index_dir, paths):
 )
 @device_option
 @precision_option
+@click.option("--batch", "batch_file", type=click.Path(dir_okay=False), metavar="FILE", help=BATCH_HELP)
 @rerank_options
 @user_errors
-def query(image, index_dir, box, top_k, group, as_json, save_vis, device, precision, rerank):
-    """Find the gallery objects most similar to the BOX in IMAGE (cosine similarity)."""
+def query(image, index_dir, box, top_k, group, as_json, save_vis, device, precision, batch_file, rerank):
+    """Find the gallery objects most similar to the BOX in IMAGE (cosine similarity), or answer every query
+    of a --batch FILE."""
     configure_logging(quiet=True)
     check_int("--top-k", top_k, low=1)  # the check rank() makes, here before the models load
+    if batch_file is not None:
+        search = dict(index_dir=index_dir, top_k=top_k, group=group, device=device, precision=precision, rerank=rerank)
+        return query_batch(batch_file, image, box, save_vis, **search)
+    if image is None:
+        raise click.UsageError("missing argument 'IMAGE' (or --batch FILE)")
     loaded = load_image(image)
     query_box = parse_box(box, loaded.width, loaded.height) if box is not None else None
     searcher = Searcher(index_dir, device=device, precision=precision)

@@ -90,12 +90,13 @@ def augmented(vectors: np.ndarray, k: int, alpha: float = DEFAULT_ALPHA, chunk: 
     return out
 
 
-def expand_query(store: "VectorStore", query: np.ndarray, rerank: Rerank) -> np.ndarray:
-    """α-QE of one ``(1, d)`` searched-space query over ``store``'s top ``rerank.k`` vectors; the query
-    itself, unchanged, when ``rerank`` is not active or the store is empty."""
-    if not rerank.active or len(store) == 0:
-        return query
-    scores, ids = store.search(query, min(rerank.k, len(store)))
-    found = ids[0] >= 0
-    neighbours = store.reconstruct(ids[0][found])
-    return expanded(query, neighbours[None], scores[:, found], rerank.alpha)
+def expand_queries(store: "VectorStore", queries: np.ndarray, rerank: Rerank) -> np.ndarray:
+    """α-QE of ``(Q, d)`` searched-space queries over ``store``'s top ``rerank.k`` vectors each (one search
+    for all rows); the queries themselves, unchanged, when ``rerank`` is not active or the store is empty."""
+    if not rerank.active or len(store) == 0 or not len(queries):
+        return queries
+    scores, ids = store.search(queries, min(rerank.k, len(store)))
+    found = ids >= 0  # an approximate index may return fewer than k
+    neighbours = np.zeros((*ids.shape, queries.shape[1]), np.float32)
+    neighbours[found] = store.reconstruct(ids[found])
+    return expanded(queries, neighbours, np.where(found, scores, 0), rerank.alpha)

@@ -1,9 +1,10 @@
 """Search: a query image and box → the most similar gallery objects or images.
 
 ``Searcher`` loads an index snapshot and the models its manifest names once,
-then answers any number of queries. Score = cosine similarity = inner product
-of unit vectors, in the index's search space (whitened and DBA vectors when the
-index has them, ``index/search_space.py``), with the query re-ranked (α-QE) on request.
+then answers any number of queries, one at a time (``query``) or in batches
+(``query_many``). Score = cosine similarity = inner product of unit vectors, in
+the index's search space (whitened and DBA vectors when the index has them,
+``index/search_space.py``), with the query re-ranked (α-QE) on request.
 """
 
 from __future__ import annotations
@@ -11,17 +12,17 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
-from ..boxes import validate_box, whole_image_box
-from ..errors import StoreError
+from ..errors import RetrievalError, StoreError
 from ..images import LoadedImage, load_image
 from ..models import Embedder, build_embedder, resolve_device
 from ..index.snapshot import IndexSnapshot, committed_version
 from ..validation import check_choice, check_int
-from .rerank import Rerank, expand_query
+from .queries import QUERY_BATCH, Query, embedded_batches, query_boxes
+from .rerank import Rerank, expand_queries
 
 GROUPS = ("image", "object")
 
@@ -147,6 +148,42 @@ class Searcher:
         snapshot, embedder = self._state
         return rank(snapshot, embed_box(embedder, image, box), top_k, group, rerank)
 
+    def query_many(
+        self,
+        queries: Sequence[Query],
+        top_k: int = 10,
+        group: str = "image",
+        batch_size: int = QUERY_BATCH,
+        rerank: Rerank | None = None,
+    ) -> list[list[SearchResult] | RetrievalError]:
+        """``query`` for each of ``queries``, in order: its results, or the ``RetrievalError`` it alone raised
+        (an unreadable image, a bad box, a time on a still image); one bad query does not stop the others.
+
+        ``batch_size`` queries at a time go to one ``embed`` call and one store search; each image is read
+        once however many queries use it. ``top_k`` and ``group`` are checked first (``SettingsError``). The
+        results are ``query``'s (scores up to float rounding: FAISS scores 20 or more queries with BLAS).
+        """
+        return list(self.iter_query_many(queries, top_k, group, batch_size, rerank))
+
+    def iter_query_many(
+        self,
+        queries: Sequence[Query],
+        top_k: int = 10,
+        group: str = "image",
+        batch_size: int = QUERY_BATCH,
+        rerank: Rerank | None = None,
+    ) -> Iterator[list[SearchResult] | RetrievalError]:
+        """``query_many``'s answers, yielded as each batch is done; all from the state held when it starts."""
+        top_k, group = check_int("--top-k", top_k, low=1), check_choice("--group", group, GROUPS)
+        batch_size = check_int("batch_size", batch_size, low=1)
+        snapshot, embedder = self._state
+        for batch in embedded_batches(embedder, queries, batch_size):
+            vectors = [entry for entry in batch if not isinstance(entry, RetrievalError)]
+            rows = np.stack(vectors) if vectors else np.zeros((0, embedder.dimension), np.float32)
+            ranked = iter(rank_many(snapshot, rows, top_k, group, rerank))
+            for entry in batch:
+                yield entry if isinstance(entry, RetrievalError) else next(ranked)
+
     def search(
         self, vector: np.ndarray, top_k: int = 10, group: str = "image", rerank: Rerank | None = None
     ) -> list[SearchResult]:
@@ -158,11 +195,7 @@ def embed_box(embedder: Embedder, image: LoadedImage | str | os.PathLike, box: S
     """The ``(D,)`` unit vector of ``box`` (original pixels; ``None`` = the whole image) in ``image``."""
     if not isinstance(image, LoadedImage):
         image = load_image(image)
-    if box is None:
-        boxes = whole_image_box(image.width, image.height)
-    else:
-        boxes = np.array([validate_box(box, image.width, image.height)], dtype=np.float32)
-    return embedder.embed([image.rgb], [boxes])[0][0]
+    return embedder.embed([image.rgb], [query_boxes(image, box)])[0][0]
 
 
 def rank(
@@ -174,25 +207,39 @@ def rank(
     ``vector`` is the query's embedder unit vector (``(D,)``); it is brought into the snapshot's search space
     (whitened) and, with an active ``rerank``, expanded (α-QE) before the search.
     """
+    return rank_many(snap, np.reshape(vector, (1, -1)), top_k, group, rerank)[0]
+
+
+def rank_many(
+    snap: IndexSnapshot, vectors: np.ndarray, top_k: int = 10, group: str = "image", rerank: Rerank | None = None
+) -> list[list[SearchResult]]:
+    """``rank`` for each row of ``vectors`` (``(Q, D)``), with one store search for all rows (then, for
+    ``group="image"``, another with a larger k for the rows whose images ran short, as ``rank`` does)."""
     top_k, group = check_int("--top-k", top_k, low=1), check_choice("--group", group, GROUPS)
     searched = snap.space.vectors
     total = len(searched)
-    if total == 0:
-        return []
-    query = expand_query(searched, snap.space.project(vector), rerank or Rerank())
+    if total == 0 or not len(vectors):
+        return [[] for _ in vectors]
+    queries = expand_queries(searched, snap.space.project(vectors), rerank or Rerank())
+    ranked: list = [None] * len(queries)
+    pending = np.arange(len(queries))
     k = min(total, top_k if group == "object" else top_k * 8)
-    while True:
-        scores, ids = searched.search(query, k)
-        keep = ids[0] >= 0
-        scores, ids = scores[0][keep], ids[0][keep]
-        if group == "image":
-            scores, ids = best_per_image(scores, ids, snap.object_image[snap.rows_of(ids)])
-        if len(ids) >= top_k or k == total:
-            break
-        k = min(total, k * 4)
+    while len(pending):
+        scores, ids = searched.search(queries[pending], k)
+        short = []
+        for position, row_scores, row_ids in zip(pending, scores, ids):
+            keep = row_ids >= 0
+            row_scores, row_ids = row_scores[keep], row_ids[keep]
+            if group == "image":
+                row_scores, row_ids = best_per_image(row_scores, row_ids, snap.object_image[snap.rows_of(row_ids)])
+            if len(row_ids) >= top_k or k == total:
+                ranked[position] = zip(row_scores[:top_k], row_ids[:top_k])
+            else:
+                short.append(position)
+        pending, k = np.array(short, dtype=np.int64), min(total, k * 4)
     return [
-        _result(snap, position, score, object_id)
-        for position, (score, object_id) in enumerate(zip(scores[:top_k], ids[:top_k]), start=1)
+        [_result(snap, place, score, object_id) for place, (score, object_id) in enumerate(hits, start=1)]
+        for hits in ranked
     ]
 
 
