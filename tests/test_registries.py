@@ -184,7 +184,7 @@ def test_the_cli_takes_a_registered_embedder_and_lists_the_registry_in_its_help(
 
 
 def test_an_unknown_part_is_refused_naming_the_known_ones():
-    with pytest.raises(SettingsError, match=r"unknown embedder 'nope': use one of resnet50, roi"):
+    with pytest.raises(SettingsError, match=r"unknown embedder 'nope': use one of hub:REPO:MODEL, resnet50, roi"):
         IndexSettings(embedder="nope")
     with pytest.raises(SettingsError, match=r"unknown vector store 'nope': use one of faiss"):
         IndexSettings(vector_store="nope")
