@@ -206,7 +206,7 @@ def test_a_registered_family_takes_its_argument_after_a_colon(tmp_path):
 
 
 def test_an_unknown_part_is_refused_naming_the_known_ones():
-    known = "efficientnet_lite0, efficientnet_lite1, efficientnet_lite2, resnet50, roi"
+    known = "efficientnet_lite0, efficientnet_lite1, efficientnet_lite2, hub:REPO:MODEL, resnet50, roi"
     with pytest.raises(SettingsError, match=rf"unknown embedder 'nope': use one of {known}$"):
         IndexSettings(embedder="nope")
     with pytest.raises(SettingsError, match=r"unknown vector store 'nope': use one of faiss"):
