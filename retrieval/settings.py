@@ -132,6 +132,8 @@ class IndexSettings:
 
     def _check_crop_options(self) -> None:
         """The crop and pooling values, and that the embedder honours each one given."""
+        if isinstance(self.scales, list):  # as to_dict writes them
+            object.__setattr__(self, "scales", tuple(self.scales))
         check_choice("--pooling", self.pooling, POOLINGS)
         check_float("--gem-p", self.gem_p, low=1.0, high=100.0)
         if self.gem_p != 3.0 and self.pooling != "gem":

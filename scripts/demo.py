@@ -2,16 +2,18 @@
 """The README's main job: index the demo gallery, query it, evaluate it.
 
 1. Writes gallery/ and query/ with scripts/make_demo_data.py if they are missing.
-2. Checks that torchvision's pretrained ResNet50 weights can be had (torch
-   cache or download). If not (an offline machine), it says so and runs with
-   seeded RANDOM weights, labelled as such: the run then shows that the
-   pipeline works, not what trained models retrieve.
+2. Chooses the embedder: torchvision's pretrained ResNet50 when its weights
+   can be had (torch cache or download); otherwise (an offline machine) it says
+   so and uses the pretrained EfficientNet-Lite0 whose ImageNet weights come
+   with the package (``efficientnet_lite0``), so the run still shows what a
+   trained network retrieves. ``--random`` runs with seeded RANDOM weights
+   instead, labelled as such: that shows the pipeline works, nothing more.
 3. Runs, and prints, the real CLI commands:
-   retrieval index (the gallery's annotation boxes, resnet50 crop embedder),
+   retrieval index (the gallery's annotation boxes, that crop embedder),
    retrieval query (one query image and its box; top 10 and a picture),
    retrieval evaluate (P@k, recall@10 and mAP against the ground truth).
 
-Usage: python scripts/demo.py [--index demo-index] [--picture demo-result.jpg]
+Usage: python scripts/demo.py [--index demo-index] [--picture demo-result.jpg] [--random]
 """
 
 from __future__ import annotations
@@ -41,30 +43,40 @@ def run(command: list[str]) -> None:
         sys.exit(returncode)
 
 
-def choose_weights() -> str:
+def choose_embedder(random: bool) -> tuple[str, str]:
+    """``(embedder, weights)``: ResNet50's pretrained weights where they can be had, else EfficientNet-Lite0's
+    (installed with the package); seeded random ResNet50 weights with ``random``."""
+    if random:
+        print(
+            "\n*** --random: this demo runs with RANDOM weights. Every result below comes from an untrained\n"
+            "*** network: it shows that the pipeline works, not what trained models retrieve.\n",
+            flush=True,
+        )
+        return "resnet50", "random"
     try:
         path = default_weights_file(ResNet50_Weights.DEFAULT)
     except WeightsError as error:
         print(
-            "\n*** Pretrained weights are not available on this machine:\n"
+            "\n*** torchvision's pretrained ResNet50 weights are not available on this machine:\n"
             f"*** {error}\n"
-            "*** This demo runs with RANDOM weights instead. Every result below comes from an\n"
-            "*** untrained network: it shows that the pipeline works, not what trained models retrieve.\n",
+            "*** This demo uses the pretrained EFFICIENTNET-LITE0 instead (ImageNet weights installed with\n"
+            "*** the package, no download): --embedder efficientnet_lite0 --weights default.\n",
             flush=True,
         )
-        return "random"
+        return "efficientnet_lite0", "default"
     print(f"using torchvision's pretrained {ResNet50_Weights.DEFAULT} ({path})")
-    return "default"
+    return "resnet50", "default"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--index", default="demo-index", help="index folder to create or update")
     parser.add_argument("--picture", default="demo-result.jpg", help="where to write the query picture")
+    parser.add_argument("--random", action="store_true", help="seeded random weights (shows the pipeline only)")
     args = parser.parse_args()
     if not (ROOT / "gallery" / "annotations.json").is_file() or not (ROOT / "query" / "ground_truth.json").is_file():
         generate(ROOT)
-    weights = choose_weights()
+    embedder, weights = choose_embedder(args.random)
     first = json.loads((ROOT / "query" / "ground_truth.json").read_text())["queries"][0]
     # A second run updates the index (nothing to do); --rebuild lets the weights differ from the last run's.
     run(
@@ -75,7 +87,7 @@ def main() -> None:
             "--index",
             args.index,
             "--embedder",
-            "resnet50",
+            embedder,
             "--objects",
             "annotations",
             "--annotations",
@@ -102,7 +114,9 @@ def main() -> None:
     )
     run(["retrieval", "evaluate", "--index", args.index, "--ground-truth", "query/ground_truth.json"])
     if weights == "random":
-        print("\n*** Reminder: these figures come from RANDOM weights (no pretrained weights on this machine).")
+        print("\n*** Reminder: these figures come from RANDOM weights (--random).")
+    else:
+        print(f"\nThese figures come from the pretrained {embedder} embedder (--embedder {embedder} --weights default).")
 
 
 if __name__ == "__main__":

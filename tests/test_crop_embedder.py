@@ -176,3 +176,16 @@ def test_bad_scales_on_the_command_line_are_a_usage_error(tmp_path):
     )
     assert result.exit_code == 2
     assert "'1,x' is not a list of numbers such as 1,0.707,0.5" in result.output
+
+
+def test_whiten_takes_a_dimension_or_all_or_nothing(tmp_path):
+    index = tmp_path / "index"
+    base = ["index", str(GALLERY), "--index", str(index), "--embedder", "resnet50", "--weights", "random"]
+    base += ["--objects", "whole", "--device", "cpu", "-q"]
+    manifest = lambda: json.loads((active_store(index) / "manifest.json").read_text())["settings"]  # noqa: E731
+    for given, recorded in ((["--whiten"], -1), (["--whiten", "8"], 8), (["--whiten", "all"], -1), ([], -1)):
+        result = CliRunner().invoke(main, [*base[:4], *given, *base[4:]])
+        assert result.exit_code == 0, result.output
+        assert manifest()["whiten"] == recorded
+    result = CliRunner().invoke(main, [*base, "--whiten", "some"])
+    assert result.exit_code == 2 and "'some' is neither a number of dimensions nor 'all'" in result.output

@@ -164,14 +164,13 @@ def embedding_options(command):
         ),
         click.option(
             "--whiten",
-            type=int,
             is_flag=False,
-            flag_value=-1,
-            default=0,
+            flag_value="all",
+            default="0",
             show_default=True,
-            metavar="[DIM]",
-            help="PCA-whiten the vectors, learned on the gallery's own, to DIM dimensions (all when DIM is left "
-            "out); 0: off.",
+            metavar="[DIM|all]",
+            help="PCA-whiten the vectors, learned on the gallery's own, to DIM dimensions (all: as many as the "
+            "vectors have; also when DIM is left out); 0: off.",
         ),
         click.option(
             "--dba",
@@ -217,6 +216,16 @@ def with_options(command, options: list):
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def parse_whiten(text: str) -> int:
+    """``--whiten all`` (or bare ``--whiten``) → -1; ``--whiten 128`` → 128; anything else is a usage error."""
+    if text.strip().lower() == "all":
+        return -1
+    try:
+        return int(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is neither a number of dimensions nor 'all'", param_hint="--whiten")
 
 
 def parse_scales(text: str) -> tuple[float, ...]:

@@ -25,6 +25,7 @@ from .common import (
     OneLineErrors,
     json_option,
     parse_scales,
+    parse_whiten,
     precision_option,
     print_skipped,
     rerank_options,
@@ -311,6 +312,8 @@ def _given_options(options: dict) -> dict:
     }
     if "scales" in given:
         given["scales"] = parse_scales(given["scales"])
+    if "whiten" in given:
+        given["whiten"] = parse_whiten(given["whiten"])
     if "classes" in given:
         given["classes"] = tuple(c.strip() for c in given["classes"].split(",") if c.strip())
     return given
