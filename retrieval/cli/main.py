@@ -348,9 +348,10 @@ def _weights_text(identity: dict) -> str:
     """One line naming a model's weights identity (any embedder's: unknown shapes print as they are)."""
     if identity.get("source") == "random":
         return f"RANDOM (seed {identity.get('seed')})"
-    name = identity.get("name") or identity.get("path")
-    if name and identity.get("sha256"):
-        return f"{name} (sha256 {identity['sha256'][:12]})"
+    name = identity.get("name") or identity.get("path") or identity.get("package")
+    digest = identity.get("sha256") or identity.get("state_sha256")
+    if name and digest:
+        return f"{name} (sha256 {digest[:12]})"
     return json.dumps(identity, sort_keys=True)
 
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ..index.stores import VectorStore
 
 RERANKS = ("none", "aqe")
-DEFAULT_QE_K = 10
+DEFAULT_QE_K = 3  # measured on the grocery photos: k=3 raised mAP on both protocols, k=10 lowered one (README)
 DEFAULT_ALPHA = 3.0
 MAX_QE_K = 1000
 OPTION_NAMES = ("--rerank", "--qe-k", "--qe-alpha")  # as the CLI spells them; the HTTP API's: rerank, qe_k, ...

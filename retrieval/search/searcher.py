@@ -273,8 +273,13 @@ def best_per_image(scores: np.ndarray, ids: np.ndarray, image_ids: np.ndarray) -
 
 
 def _describe(identity: dict) -> str:
-    if identity.get("source") == "file":
+    """One phrase naming a weights identity: a file, random, torchvision's or a hub model's, a package's."""
+    source = identity.get("source")
+    if source == "file":
         return f"file {identity['path']} (sha256 {identity['sha256'][:12]})"
-    if identity.get("source") == "default":
-        return f"torchvision {identity['name']} (sha256 {identity.get('sha256', '?')[:12]})"
-    return f"random seed {identity.get('seed')} (state {identity.get('state_sha256', '?')[:12]})"
+    if source == "random":
+        return f"random seed {identity.get('seed')} (state {identity.get('state_sha256', '?')[:12]})"
+    digest = (identity.get("sha256") or identity.get("state_sha256") or "?")[:12]
+    if source == "package":
+        return f"package {identity.get('package')} {identity.get('version')} (sha256 {digest})"
+    return f"{identity.get('name', source)} (sha256 {digest})"

@@ -12,13 +12,18 @@ recall@10, over the queries that have at least one positive.
 from __future__ import annotations
 
 import csv
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from PIL import Image
 
 from ..search.metrics import average_precision, precision_at_k, recall_at_k
+from ..search.queries import Query
+from ..search.rerank import Rerank
+from ..search.searcher import Searcher, rank_many
 
 
 @dataclass(frozen=True)
@@ -91,3 +96,51 @@ def _mean(rows: list[dict]) -> dict:
         "R@10": float(np.mean([r["r10"] for r in rows])),
         "queries": len(rows),
     }
+
+
+def box_objects(box: tuple[float, float] | None, data: GroceryData, work: Path) -> dict:
+    """The object settings: each whole photo, or the centred ``box`` of each (a COCO file written in ``work``)."""
+    if box is None:
+        return {"objects": "whole"}
+    images, annotations = [], []
+    for number, key in enumerate(sorted(data.photo_class), start=1):
+        with Image.open(data.gallery / key) as image:
+            width, height = image.size
+        x1, y1, x2, y2 = centred_box(box, width, height)
+        images.append({"id": number, "file_name": key, "width": width, "height": height})
+        annotations.append({"id": number, "image_id": number, "category_id": 1, "bbox": [x1, y1, x2 - x1, y2 - y1]})
+    path = work / f"boxes-{box[0]}-{box[1]}.json"
+    categories = [{"id": 1, "name": "product"}]
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    return {"objects": "annotations", "annotations": str(path)}
+
+
+def centred_box(box: tuple[float, float], width: int, height: int) -> list[float]:
+    """``x1, y1, x2, y2`` pixels of a box of ``box`` = (width, height) fractions centred in the image."""
+    box_width, box_height = width * box[0], height * box[1]
+    x1, y1 = (width - box_width) / 2, (height - box_height) / 2
+    return [x1, y1, x1 + box_width, y1 + box_height]
+
+
+def iconic_ranker(searcher: Searcher, data: GroceryData, rerank: Rerank, box: tuple[float, float] | None):
+    """Rank the gallery for every iconic image in one batch, then answer ``rank_items`` from that."""
+    paths = sorted(data.iconic.values())
+    queries = []
+    for path in paths:
+        with Image.open(path) as image:
+            queries.append(Query(path, centred_box(box, *image.size) if box else None))
+    answers = searcher.query_many(queries, top_k=len(data.photo_class), rerank=rerank)
+    ranked = {path: [result.item for result in answer] for path, answer in zip(paths, answers)}
+    return lambda path: ranked[path]
+
+
+def photo_ranker(searcher: Searcher, rerank: Rerank):
+    """Each gallery photo's query vector is its stored one (what embedding it again gives), ranked in one batch."""
+    snapshot = searcher.snapshot
+    vectors = snapshot.vectors.reconstruct(snapshot.object_ids)
+    answers = rank_many(snapshot, vectors, top_k=len(snapshot.item_keys), rerank=rerank)
+    ranked = {}
+    for row, answer in enumerate(answers):
+        key = snapshot.item_keys[int(snapshot.object_image[row])]
+        ranked[key] = [result.item for result in answer]
+    return lambda path: ranked[str(Path(path).relative_to(snapshot.gallery_root))]
