@@ -15,7 +15,7 @@ import functools
 
 import torch
 from torch import nn
-from torchvision.models.resnet import Bottleneck
+from torchvision.models.resnet import BasicBlock, Bottleneck
 
 
 @functools.lru_cache(maxsize=None)
@@ -93,7 +93,7 @@ def _fuse(module: nn.Module) -> None:
         else:
             _fuse(child)
     stem = [getattr(module, name, None) for name in ("conv1", "bn1", "relu")]
-    is_stem = not isinstance(module, Bottleneck) and isinstance(stem[0], nn.Conv2d)
+    is_stem = not isinstance(module, (Bottleneck, BasicBlock)) and isinstance(stem[0], nn.Conv2d)  # a block reuses relu
     if is_stem and isinstance(stem[1], nn.Identity) and isinstance(stem[2], nn.ReLU):
         module.conv1, module.relu = FusedConv(stem[0], relu=True), nn.Identity()  # ResNet stem
     if isinstance(module, nn.Sequential):

@@ -90,7 +90,9 @@ class Cast(nn.Module):
 
 
 def _is_norm(module: nn.Module | None) -> bool:
-    return isinstance(module, FrozenBatchNorm2d) or (isinstance(module, nn.BatchNorm2d) and not module.training)
+    """A plain batch norm in eval mode (exactly that type: a subclass such as timm's ``BatchNormAct2d`` also
+    applies an activation, which folding would drop)."""
+    return type(module) is FrozenBatchNorm2d or (type(module) is nn.BatchNorm2d and not module.training)
 
 
 @torch.no_grad()
