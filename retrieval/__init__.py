@@ -25,6 +25,7 @@ _WHERE = {
     "IndexSummary": "retrieval.pipeline.writer",
     "LoadedImage": "retrieval.images",
     "Query": "retrieval.search.queries",
+    "Rerank": "retrieval.search.rerank",
     "SearchResult": "retrieval.search.searcher",
     "Searcher": "retrieval.search.searcher",
     "build_index": "retrieval.pipeline.build",

@@ -189,3 +189,11 @@ def test_whiten_takes_a_dimension_or_all_or_nothing(tmp_path):
         assert manifest()["whiten"] == recorded
     result = CliRunner().invoke(main, [*base, "--whiten", "some"])
     assert result.exit_code == 2 and "'some' is neither a number of dimensions nor 'all'" in result.output
+
+
+def test_a_hub_checkout_given_relative_is_recorded_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    resolved = IndexSettings(embedder="hub:./repo:tiny_vit", objects="whole").resolved()
+    assert resolved.embedder == f"hub:{tmp_path / 'repo'}:tiny_vit"
+    github = IndexSettings(embedder="hub:owner/repo@v1:model", objects="whole").resolved()
+    assert github.embedder == "hub:owner/repo@v1:model"

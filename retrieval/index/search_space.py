@@ -105,7 +105,7 @@ def load_space(
     target = Path(folder) / SEARCH_FOLDER / str(generation)
     vectors = STORES.get(store_name(description["vectors"])).load(target, generation, description["vectors"], settings)
     whitening = load_whitening(folder, generation, description)
-    if not np.array_equal(vectors.ids(), stored.ids()):
+    if not np.array_equal(np.sort(vectors.ids()), np.sort(stored.ids())):
         raise StoreError(f"{target}: the searched vectors are not those of the stored ones; rebuild the index")
     return SearchSpace(vectors, whitening, description)
 
