@@ -14,6 +14,7 @@ from typing import Any
 
 from .errors import SettingsError
 from .index.stores import STORES
+from .models.crop_options import CROP_DEFAULTS
 from .models.names import CROP_MODES, DEFAULT_DETECTOR, DETECTOR_NAMES, DEVICES, POOLINGS, PRECISIONS
 from .models.registry import EMBEDDERS
 from .sources import SOURCES
@@ -94,12 +95,12 @@ class IndexSettings:
     index_type: str = "auto"
     vector_store: str = "faiss"
     source: str = "folder"
-    pooling: str = "auto"
-    gem_p: float = 3.0
-    scales: tuple[float, ...] = (1.0,)
-    crop: str = "squash"
-    margin: float = 0.0
-    input_size: int = 0
+    pooling: str = CROP_DEFAULTS.pooling
+    gem_p: float = CROP_DEFAULTS.gem_p
+    scales: tuple[float, ...] = CROP_DEFAULTS.scales
+    crop: str = CROP_DEFAULTS.crop
+    margin: float = CROP_DEFAULTS.margin
+    input_size: int = CROP_DEFAULTS.input_size
     whiten: int = 0
     dba: int = 0
 
@@ -136,7 +137,7 @@ class IndexSettings:
             object.__setattr__(self, "scales", tuple(self.scales))
         check_choice("--pooling", self.pooling, POOLINGS)
         check_float("--gem-p", self.gem_p, low=1.0, high=100.0)
-        if self.gem_p != 3.0 and self.pooling != "gem":
+        if self.gem_p != CROP_DEFAULTS.gem_p and self.pooling != "gem":
             raise SettingsError(f"--gem-p {self.gem_p} is GeM's exponent: give it with --pooling gem")
         if not isinstance(self.scales, tuple) or not self.scales:
             raise SettingsError(f"--scales {self.scales!r} must be one or more numbers, e.g. 1,0.707,0.5")

@@ -28,6 +28,7 @@ from torch import nn
 from ..errors import SettingsError
 from .accel.fused import fuse_convolutions
 from .accel.speed import fold_batchnorms, resolve_precision, to_inference_layout
+from .crop_options import CropOptions
 from .crops import crop_box
 from .pooling import gap, gem, mac
 
@@ -67,25 +68,6 @@ class Trunk:
     def __post_init__(self) -> None:
         if not self.natural_pooling:
             self.natural_pooling = "gap" if self.output == "map" else "cls"
-
-
-@dataclass(frozen=True)
-class CropOptions:
-    """The crop and pooling settings (``IndexSettings``' fields of the same names)."""
-
-    pooling: str = "auto"
-    gem_p: float = 3.0
-    scales: tuple[float, ...] = (1.0,)
-    crop: str = "squash"
-    margin: float = 0.0
-    input_size: int = 0
-
-    @classmethod
-    def of(cls, settings) -> "CropOptions":
-        return cls(
-            settings.pooling, settings.gem_p, tuple(settings.scales), settings.crop, settings.margin,
-            settings.input_size,
-        )  # fmt: skip
 
 
 class CropEmbedder:
