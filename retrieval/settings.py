@@ -18,6 +18,7 @@ from .models.crop_options import CROP_DEFAULTS
 from .models.names import CROP_MODES, DEFAULT_DETECTOR, DETECTOR_NAMES, DEVICES, POOLINGS, PRECISIONS
 from .models.registry import EMBEDDERS
 from .sources import SOURCES
+from .sources.video import DEFAULT_MIN_CHANGE, DEFAULT_VIDEO_FPS, VideoSampling
 from .validation import check_choice, check_detector_input, check_float, check_int
 
 OBJECT_SOURCES = ("detect", "whole", "annotations")
@@ -32,6 +33,8 @@ CROP_OPTIONS = {
 }
 # Settings that decide the searched vectors but not the stored ones: changing them re-derives, not re-embeds.
 SEARCH_SPACE_OPTIONS = ("whiten", "dba")
+# Settings that decide which video frames are items: each video records its own, and is re-sampled alone.
+VIDEO_SAMPLING_OPTIONS = ("video_fps", "video_min_change")
 MAX_SCALE = 4.0
 
 
@@ -77,6 +80,10 @@ class IndexSettings:
         whiten: PCA whitening learned on the gallery's vectors: 0 off, N keeps N dimensions, -1 all.
         dba: database-side augmentation: each gallery vector is replaced by the weighted mean of itself and
             its ``dba`` nearest neighbours (0 off).
+        video_fps: frames sampled per second of video (``sources/video.py``).
+        video_min_change: a sampled frame whose 32x32 grey thumbnail differs from the last kept frame's by
+            less than this (mean absolute difference, a fraction of full scale) is a near-duplicate, passed
+            over; 0 keeps every sampled frame. Changing either re-samples the videos alone.
     """
 
     embedder: str = "roi"
@@ -103,6 +110,8 @@ class IndexSettings:
     input_size: int = CROP_DEFAULTS.input_size
     whiten: int = 0
     dba: int = 0
+    video_fps: float = DEFAULT_VIDEO_FPS
+    video_min_change: float = DEFAULT_MIN_CHANGE
 
     def __post_init__(self) -> None:
         for name, registry in (("embedder", EMBEDDERS), ("vector_store", STORES), ("source", SOURCES)):
@@ -130,6 +139,7 @@ class IndexSettings:
         self._check_crop_options()
         check_int("--whiten", self.whiten, low=-1)
         check_int("--dba", self.dba, low=0, high=1000)
+        VideoSampling(self.video_fps, self.video_min_change)  # checks both
 
     def _check_crop_options(self) -> None:
         """The crop and pooling values, and that the embedder honours each one given."""
@@ -195,12 +205,13 @@ class IndexSettings:
 
         ``device``, ``precision`` (bf16 and fp32 vectors agree to a cosine above 0.99), ``index_type`` and
         ``vector_store`` never matter (changing them moves the stored vectors), nor do ``whiten`` and ``dba``
-        (changing them re-derives the searched vectors from the stored ones); detector settings matter only
+        (changing them re-derives the searched vectors from the stored ones) or the video sampling (each
+        video records its own and is sampled again when it differs); detector settings matter only
         when a detector is used, and the detection filters (threshold, count, classes) only with
         ``objects="detect"``.
         """
         values = self.to_dict()
-        ignored = {"device", "precision", "index_type", "vector_store", *SEARCH_SPACE_OPTIONS}
+        ignored = {"device", "precision", "index_type", "vector_store", *SEARCH_SPACE_OPTIONS, *VIDEO_SAMPLING_OPTIONS}
         if not self.uses_detector:
             ignored |= {"detector_weights", "detector", "min_size", "max_size"}
         if self.objects != "detect":

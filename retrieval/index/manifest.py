@@ -37,7 +37,8 @@ class Manifest:
         gallery_root: the gallery folder, absolute.
         vectors: the vector store's description: ``{"store": name, ...}`` (for ``faiss`` the index kind, factory
             string, search parameters and training count).
-        counts: ``{"images": indexed images, "objects": vectors, "skipped": skipped files}``.
+        counts: ``{"images", "objects", "skipped"}`` (indexed images, vectors, skipped files), with ``"videos"``
+            and ``"frames"`` (indexed videos and their sampled frames) when the index holds any.
         versions: library versions that built the index (informative).
     """
 
@@ -56,8 +57,11 @@ class Manifest:
     def dimension(self) -> int:
         return int(self.embedder["dimension"])
 
-    def with_counts(self, images: int, objects: int, skipped: int) -> "Manifest":
-        return replace(self, counts={"images": images, "objects": objects, "skipped": skipped}, updated_at=_now())
+    def with_counts(self, images: int, objects: int, skipped: int, videos: int = 0, frames: int = 0) -> "Manifest":
+        counts = {"images": images, "objects": objects, "skipped": skipped}
+        if videos or frames:
+            counts.update(videos=videos, frames=frames)
+        return replace(self, counts=counts, updated_at=_now())
 
     def to_dict(self) -> dict[str, Any]:
         return {

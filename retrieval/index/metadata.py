@@ -1,12 +1,17 @@
 """The metadata database of one store (``metadata.sqlite``): items, objects, and the committed generation.
 
-An *item* is one thing a gallery source yields (for a folder of photos, one image file): its ``key`` (what
-the source calls it), the ``path`` of the file it comes from (relative to the gallery root), its size in
-pixels, the fingerprint used to notice changes, and whether it was indexed or skipped (and why). An
-*object* is one box of an item; its id is the id of its vector in the vector store.
+An *item* is one thing a gallery source yields: an image file, a video file, or one sampled frame of a
+video. It has a ``key`` (what the source calls it; a frame's: ``<video path>#t=<seconds>``), a ``kind``
+(``image``, ``video``, ``frame``), the ``path`` of the file it comes from (relative to the gallery root; a
+frame's: its video's), its size in pixels, the fingerprint used to notice changes (a frame carries its
+video's), and whether it was indexed or skipped (and why). A frame also has its number in the video and
+its time. An *object* is one box of an image or a frame; its id is the id of its vector in the vector store.
+A video's own row has no objects: it records that the video was read to its end (so a killed run knows to
+resume it), with a note when the file broke off midway.
 
-Schema 2 (this one) replaced schema 1's ``images`` table (one file = one image, no key); a writer that
-opens a schema-1 store migrates it in one transaction, and readers read either.
+Schema 3 (this one) added ``kind``, ``frame`` and ``time`` to schema 2's items; schema 2 had replaced
+schema 1's ``images`` table (one file = one image, no key). A writer that opens an older store migrates it
+in one transaction, and readers read any.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from pathlib import Path
 from ..errors import StoreError
 
 METADATA_NAME = "metadata.sqlite"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 TABLES = """
 CREATE TABLE items (
@@ -32,8 +37,12 @@ CREATE TABLE items (
     sha256 TEXT,                        -- of the item's content (a folder's: the file's bytes)
     source_key TEXT,                    -- digest of the item's given boxes (annotations); NULL otherwise
     status TEXT NOT NULL CHECK (status IN ('indexed', 'skipped')),
-    error TEXT                          -- why a skipped item was skipped
+    error TEXT,                         -- why a skipped item was skipped; for an indexed video, where it broke off
+    kind TEXT NOT NULL DEFAULT 'image' CHECK (kind IN ('image', 'video', 'frame')),
+    frame INTEGER,                      -- frames: the frame's number in its video (0 = the first)
+    time REAL                           -- frames: seconds from the start of the video
 );
+CREATE INDEX items_by_path ON items(path);
 CREATE TABLE objects (
     id INTEGER PRIMARY KEY,             -- the id of its vector in the vector store
     item_id INTEGER NOT NULL REFERENCES items(id),
@@ -58,11 +67,20 @@ ALTER TABLE images RENAME TO images_schema1;
 ALTER TABLE objects RENAME TO objects_schema1;
 DROP INDEX objects_by_image;
 {TABLES}
-INSERT INTO items SELECT id, path, path, width, height, file_size, mtime_ns, sha256, source_key, status, error
-    FROM images_schema1;
+INSERT INTO items SELECT id, path, path, width, height, file_size, mtime_ns, sha256, source_key, status, error,
+    'image', NULL, NULL FROM images_schema1;
 INSERT INTO objects SELECT id, image_id, x1, y1, x2, y2, label, score FROM objects_schema1;
 DROP TABLE objects_schema1;
 DROP TABLE images_schema1;
+COMMIT;
+"""
+
+MIGRATE_FROM_2 = """
+BEGIN IMMEDIATE;
+ALTER TABLE items ADD COLUMN kind TEXT NOT NULL DEFAULT 'image' CHECK (kind IN ('image', 'video', 'frame'));
+ALTER TABLE items ADD COLUMN frame INTEGER;
+ALTER TABLE items ADD COLUMN time REAL;
+CREATE INDEX items_by_path ON items(path);
 COMMIT;
 """
 
@@ -76,6 +94,8 @@ class ItemState:
     sha256: str | None
     source_key: str | None
     status: str
+    path: str = ""
+    kind: str = "image"
 
 
 def connect(folder: Path, read_only: bool = False) -> sqlite3.Connection:
@@ -96,21 +116,26 @@ def create_tables(db: sqlite3.Connection) -> None:
 
 
 def schema_version(db: sqlite3.Connection) -> int:
-    """2 when the database has the ``items`` table, 1 for the older ``images`` one."""
+    """3 when the items table has ``kind``, 2 for the items table without it, 1 for the older ``images`` one."""
     tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    return SCHEMA_VERSION if "items" in tables else 1
+    if "items" not in tables:
+        return 1
+    columns = {row[1] for row in db.execute("PRAGMA table_info(items)")}
+    return SCHEMA_VERSION if "kind" in columns else 2
 
 
 def migrate(db: sqlite3.Connection) -> bool:
-    """Bring a schema-1 database to schema 2 in one transaction; True when it had to."""
-    if schema_version(db) == SCHEMA_VERSION:
+    """Bring an older database to schema 3, each step in one transaction; True when it had to."""
+    version = schema_version(db)
+    if version == SCHEMA_VERSION:
         return False
-    try:
-        db.executescript(MIGRATE_FROM_1)
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
+    for script in (MIGRATE_FROM_1, MIGRATE_FROM_2)[version - 1 :]:
+        try:
+            db.executescript(script)
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
     return True
 
 
@@ -120,16 +145,19 @@ def read_committed(db: sqlite3.Connection) -> tuple[int, dict | None, list[tuple
 
     The description is ``None`` where none was committed (schema 1; the manifest's copy then holds).
     Object rows are ``(id, item_id, x1, y1, x2, y2, label, score)`` sorted by id; item rows
-    ``(id, key, path, status, error)`` sorted by key. Reads schema 1 too (its path is the key).
+    ``(id, key, path, status, error, kind, frame, time)`` sorted by key. Reads schemas 1 and 2 too (their
+    items are images; schema 1's path is the key).
     """
     generation = db.execute("SELECT value FROM state WHERE key = 'generation'").fetchone()[0]
-    if schema_version(db) == SCHEMA_VERSION:
+    version = schema_version(db)
+    if version > 1:
         objects = db.execute("SELECT id, item_id, x1, y1, x2, y2, label, score FROM objects ORDER BY id").fetchall()
-        items = db.execute("SELECT id, key, path, status, error FROM items ORDER BY key").fetchall()
+        columns = "kind, frame, time" if version == SCHEMA_VERSION else "'image', NULL, NULL"
+        items = db.execute(f"SELECT id, key, path, status, error, {columns} FROM items ORDER BY key").fetchall()
         row = db.execute("SELECT description FROM vector_store").fetchone()
     else:
         objects = db.execute("SELECT id, image_id, x1, y1, x2, y2, label, score FROM objects ORDER BY id").fetchall()
-        items = db.execute("SELECT id, path, path, status, error FROM images ORDER BY path").fetchall()
+        items = db.execute("SELECT id, path, path, status, error, 'image', NULL, NULL FROM images ORDER BY path").fetchall()
         row = None
     return int(generation), json.loads(row[0]) if row else None, objects, items
 
@@ -150,19 +178,43 @@ def read_generation(store: Path) -> int:
         db.close()
 
 
-def read_overview(store: Path) -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """``({"images", "objects", "skipped"}, [(key, reason) of each skipped item])`` of one store's committed
-    state, from the metadata alone (one read transaction; no vectors are loaded)."""
+def count_items(db: sqlite3.Connection) -> dict[str, int]:
+    """``{"images", "videos", "frames", "objects", "skipped"}``: indexed images, videos and frames, objects
+    (vectors) and skipped items, as ``db`` sees them (any schema)."""
+    version = schema_version(db)
+    table = "items" if version > 1 else "images"
+    kinds = {"image": 0, "video": 0, "frame": 0}
+    if version == SCHEMA_VERSION:
+        rows = db.execute("SELECT kind, COUNT(*) FROM items WHERE status = 'indexed' GROUP BY kind").fetchall()
+        kinds.update(dict(rows))
+    else:
+        kinds["image"] = db.execute(f"SELECT COUNT(*) FROM {table} WHERE status = 'indexed'").fetchone()[0]
+    (skipped,) = db.execute(f"SELECT COUNT(*) FROM {table} WHERE status = 'skipped'").fetchone()
+    (objects,) = db.execute("SELECT COUNT(*) FROM objects").fetchone()
+    return {"images": kinds["image"], "videos": kinds["video"], "frames": kinds["frame"], "objects": objects,
+            "skipped": skipped}
+
+
+def read_overview(store: Path) -> tuple[dict[str, int], list[tuple[str, str]], list[tuple[str, str]]]:
+    """``(counts, skipped, incomplete)`` of one store's committed state, from the metadata alone (one read
+    transaction; no vectors are loaded): ``count_items``'s counts, ``(key, reason)`` of each skipped item,
+    and ``(path, note)`` of each video indexed only up to where it broke off."""
     db = connect(store, read_only=True)
     try:
         db.execute("BEGIN")
-        table, key = ("items", "key") if schema_version(db) == SCHEMA_VERSION else ("images", "path")
-        (images,) = db.execute(f"SELECT COUNT(*) FROM {table} WHERE status = 'indexed'").fetchone()
-        (objects,) = db.execute("SELECT COUNT(*) FROM objects").fetchone()
+        version = schema_version(db)
+        table, key = ("items", "key") if version > 1 else ("images", "path")
+        counts = count_items(db)
         skipped = db.execute(f"SELECT {key}, error FROM {table} WHERE status = 'skipped' ORDER BY {key}").fetchall()
+        incomplete = []
+        if version == SCHEMA_VERSION:
+            incomplete = db.execute(
+                "SELECT key, error FROM items WHERE kind = 'video' AND status = 'indexed' AND error IS NOT NULL "
+                "ORDER BY key"
+            ).fetchall()
         db.execute("COMMIT")
     except sqlite3.Error as error:
         raise StoreError(f"{store} cannot be read ({error}); the index is damaged") from None
     finally:
         db.close()
-    return {"images": images, "objects": objects, "skipped": len(skipped)}, [tuple(row) for row in skipped]
+    return counts, [tuple(row) for row in skipped], [tuple(row) for row in incomplete]

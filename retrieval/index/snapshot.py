@@ -8,7 +8,7 @@ one generation, so a snapshot never mixes two states of an index being written.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,9 +41,18 @@ class IndexSnapshot:
         boxes: ``(M, 4)`` float32, original pixels.
         labels: ``M`` labels (``None`` where there is none).
         scores: ``(M,)`` float32 detection scores (NaN where not detected).
-        image_paths: item row id → the path of its file, relative to the gallery root (indexed items only).
-        item_keys: item row id → the item's key (indexed items only; a folder's: the same path).
+        image_paths: item row id → the path of its file, relative to the gallery root, for every indexed item
+            that holds objects (images and video frames; a frame's file is its video).
+        item_keys: item row id → the item's key, for the same items (a folder's image: its path; a frame:
+            ``<video path>#t=<seconds>``).
+        frames: item row id → ``FrameRef`` for each indexed video frame.
+        videos: video row id → the video's path, for each indexed video.
+        object_video: ``(M,)`` int64 video id of each object's frame (-1 for objects of images): the video's
+            row id, or below -1 for a video still being indexed.
+        object_position: ``(M,)`` int64 position of each object's frame among its video's indexed frames in
+            time order (0 = the first; -1 for objects of images): consecutive frames differ by 1.
         skipped: ``(key, reason)`` for every skipped item.
+        incomplete: ``(video path, note)`` for every video indexed only up to where it broke off.
     """
 
     directory: Path
@@ -60,6 +69,11 @@ class IndexSnapshot:
     image_paths: dict[int, str]
     item_keys: dict[int, str]
     skipped: list[tuple[str, str]]
+    frames: dict[int, FrameRef] = field(default_factory=dict)
+    videos: dict[int, str] = field(default_factory=dict)
+    object_video: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    object_position: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    incomplete: list[tuple[str, str]] = field(default_factory=list)
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> "IndexSnapshot":
@@ -82,6 +96,10 @@ class IndexSnapshot:
     @classmethod
     def _load_store(cls, directory: Path, store: Path) -> "IndexSnapshot":
         manifest, generation, vectors, rows, items = read_store(store)
+        object_image = np.array([r[1] for r in rows], dtype=np.int64)
+        held = [row for row in items if row[3] == "indexed" and row[5] != "video"]
+        videos = {row[0]: row[2] for row in items if row[3] == "indexed" and row[5] == "video"}
+        frames = _frame_refs(items, videos)
         return cls(
             directory=directory,
             store=store,
@@ -90,13 +108,18 @@ class IndexSnapshot:
             vectors=vectors,
             space=load_space(store, generation, split_description(manifest.vectors)[1], manifest.settings, vectors),
             object_ids=np.array([r[0] for r in rows], dtype=np.int64),
-            object_image=np.array([r[1] for r in rows], dtype=np.int64),
+            object_image=object_image,
             boxes=np.array([r[2:6] for r in rows], dtype=np.float32).reshape(-1, 4),
             labels=[r[6] for r in rows],
             scores=np.array([np.nan if r[7] is None else r[7] for r in rows], dtype=np.float32),
-            image_paths={i: path for i, _, path, status, _ in items if status == "indexed"},
-            item_keys={i: key for i, key, _, status, _ in items if status == "indexed"},
-            skipped=[(key, error) for _, key, _, status, error in items if status == "skipped"],
+            image_paths={row[0]: row[2] for row in held},
+            item_keys={row[0]: row[1] for row in held},
+            skipped=[(row[1], row[4]) for row in items if row[3] == "skipped"],
+            frames=frames,
+            videos=videos,
+            object_video=np.array([frames[i].video_id if i in frames else -1 for i in object_image], dtype=np.int64),
+            object_position=np.array([frames[i].position if i in frames else -1 for i in object_image], np.int64),
+            incomplete=[(row[2], row[4]) for row in items if row[5] == "video" and row[3] == "indexed" and row[4]],
         )
 
     @property
@@ -114,6 +137,37 @@ class IndexSnapshot:
 
     def absolute_path(self, image_id: int) -> Path:
         return self.gallery_root / self.image_paths[int(image_id)]
+
+
+@dataclass(frozen=True)
+class FrameRef:
+    """Where a frame item is in its video: the video's path (relative to the gallery) and row id, the frame's
+    number in the video (0 = the first decoded), its time in seconds, and its position among the video's
+    indexed frames in time order."""
+
+    video: str
+    video_id: int
+    number: int
+    time: float
+    position: int
+
+
+def _frame_refs(items: list[tuple], videos: dict[int, str]) -> dict[int, FrameRef]:
+    """``FrameRef`` of each indexed frame among item rows ``(id, key, path, status, error, kind, frame, time)``
+    (``videos``: indexed video row id → path). The frames of a video still being indexed (no row of its own
+    yet) get a negative video id below -1 of their own."""
+    video_ids = {path: video_id for video_id, path in videos.items()}
+    by_path: dict[str, list[tuple]] = {}
+    for row in items:
+        if row[5] == "frame" and row[3] == "indexed":
+            by_path.setdefault(row[2], []).append(row)
+    refs = {}
+    for path, rows in by_path.items():
+        rows.sort(key=lambda r: r[7])
+        video_id = video_ids.get(path, -2 - min(r[0] for r in rows))
+        for position, row in enumerate(rows):
+            refs[row[0]] = FrameRef(path, video_id, int(row[6]), float(row[7]), position)
+    return refs
 
 
 def committed_version(directory: str | os.PathLike) -> tuple[str, int]:

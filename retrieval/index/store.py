@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -30,9 +30,25 @@ from ..images import LoadedImage
 from ..objects import ImageObjects
 from ..settings import IndexSettings
 from .manifest import FORMAT_VERSION, Manifest
-from .metadata import ItemState, connect, create_tables, migrate, read_committed, write_description
+from .metadata import ItemState, connect, count_items, create_tables, migrate, read_committed, write_description
 from .search_space import derive, discard_space, load_whitening, split_description
 from .stores import STORES, VectorStore, store_name
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    """A video read to its end: its file (``path``, relative to the gallery root), frame size, fingerprint,
+    the sampling its frames were taken with (``sources.video.VideoSampling.signature``), and a ``note`` when
+    it broke off before its end (``None`` when whole)."""
+
+    path: str
+    width: int
+    height: int
+    file_size: int
+    mtime_ns: int
+    sha256: str
+    sampling: str
+    note: str | None = None
 
 
 class StoreWriter:
@@ -103,7 +119,9 @@ class StoreWriter:
 
     def items(self) -> dict[str, ItemState]:
         """Every item the store knows, by key (committed or not)."""
-        rows = self.db.execute("SELECT key, file_size, mtime_ns, sha256, source_key, status FROM items").fetchall()
+        rows = self.db.execute(
+            "SELECT key, file_size, mtime_ns, sha256, source_key, status, path, kind FROM items"
+        ).fetchall()
         return {row[0]: ItemState(*row[1:]) for row in rows}
 
     def item_paths(self) -> dict[str, str]:
@@ -118,19 +136,23 @@ class StoreWriter:
         source_key: str | None = None,
         *,
         path: str | None = None,
+        frame: tuple[int, float] | None = None,
     ) -> None:
         """Record an indexed item and its objects, replacing what was stored for it.
 
-        ``path`` is the file it comes from, relative to the gallery root (default: the key, as for a folder).
+        ``path`` is the file it comes from, relative to the gallery root (default: the key, as for a folder);
+        ``frame`` makes it a video frame: ``(its number in the video, its time in seconds)``, ``image`` then
+        carrying the video's fingerprint.
         """
         vectors = objects.vectors
         if vectors is None or vectors.shape != (len(objects), self.manifest.dimension):
             raise ValueError(f"{key}: expected ({len(objects)}, {self.manifest.dimension}) vectors")
+        kind, number, time = ("frame", *frame) if frame is not None else ("image", None, None)
         with _writing(self.folder):
             item_id = self._replace_item_row(
                 key,
                 (path or key, image.width, image.height, image.file_size, image.mtime_ns, image.sha256, source_key)
-                + ("indexed", None),
+                + ("indexed", None, kind, number, time),
             )
             ids = np.arange(self.next_object_id, self.next_object_id + len(objects), dtype=np.int64)
             self.db.executemany(
@@ -144,6 +166,13 @@ class StoreWriter:
             self.next_object_id += len(objects)
             self.changed = True
 
+    def put_video(self, key: str, video: VideoRecord) -> None:
+        """Record that the video ``key`` was read to its end (its frames were put before), replacing its row."""
+        values = (video.path, video.width, video.height, video.file_size, video.mtime_ns, video.sha256)
+        with _writing(self.folder):
+            self._replace_item_row(key, values + (video.sampling, "indexed", video.note, "video", None, None))
+            self.changed = True
+
     def put_skipped(
         self,
         key: str,
@@ -152,6 +181,7 @@ class StoreWriter:
         mtime_ns: int | None = None,
         *,
         path: str | None = None,
+        kind: str = "image",
     ) -> None:
         """Record an item (or a file or folder) that could not be indexed and why, replacing what was stored."""
         with _writing(self.folder):
@@ -160,14 +190,23 @@ class StoreWriter:
             ).fetchone()
             if stored == ("skipped", reason, file_size, mtime_ns):
                 return
-            self._replace_item_row(key, (path or key, None, None, file_size, mtime_ns, None, None, "skipped", reason))
+            values = (path or key, None, None, file_size, mtime_ns, None, None, "skipped", reason, kind, None, None)
+            self._replace_item_row(key, values)
             self.changed = True
 
-    def touch(self, key: str, file_size: int, mtime_ns: int) -> None:
-        """Record a new size and mtime for an item whose content (sha256) did not change."""
+    def touch(self, key: str, file_size: int, mtime_ns: int, whole_file: bool = False) -> None:
+        """Record a new size and mtime for an item whose content (sha256) did not change; ``whole_file``: for
+        every item of the file ``key`` is (a video and its frames)."""
+        where = "path = (SELECT path FROM items WHERE key = ?)" if whole_file else "key = ?"
         with _writing(self.folder):
-            self.db.execute("UPDATE items SET file_size = ?, mtime_ns = ? WHERE key = ?", (file_size, mtime_ns, key))
+            self.db.execute(f"UPDATE items SET file_size = ?, mtime_ns = ? WHERE {where}", (file_size, mtime_ns, key))
             self.changed = True
+
+    def forget_file(self, path: str, keep: Iterable[str] = ()) -> int:
+        """Remove every item of the file ``path`` (a video's row and frames) but those keyed in ``keep``."""
+        kept = set(keep)
+        rows = self.db.execute("SELECT key FROM items WHERE path = ?", (path,)).fetchall()
+        return self.remove(key for (key,) in rows if key not in kept)
 
     def remove(self, keys: Iterable[str]) -> int:
         """Remove these items, their objects and vectors; return how many items were removed."""
@@ -184,11 +223,8 @@ class StoreWriter:
         return removed
 
     def counts(self) -> dict[str, int]:
-        """``{"images", "objects", "skipped"}`` as of the open transaction."""
-        (images,) = self.db.execute("SELECT COUNT(*) FROM items WHERE status = 'indexed'").fetchone()
-        (skipped,) = self.db.execute("SELECT COUNT(*) FROM items WHERE status = 'skipped'").fetchone()
-        (objects,) = self.db.execute("SELECT COUNT(*) FROM objects").fetchone()
-        return {"images": images, "objects": objects, "skipped": skipped}
+        """``{"images", "videos", "frames", "objects", "skipped"}`` as of the open transaction."""
+        return count_items(self.db)
 
     def commit(self) -> None:
         """Make every change so far durable, as one step (see the module docstring); nothing to do without changes."""
@@ -229,19 +265,20 @@ class StoreWriter:
             self.db.close()
 
     def _replace_item_row(self, key: str, values: tuple) -> int:
-        """Insert or overwrite the row of ``key`` with ``values`` (path, width, ..., status, error)."""
+        """Insert or overwrite the row of ``key`` with ``values`` (path, width, ..., status, error, kind, frame,
+        time)."""
         row = self.db.execute("SELECT id FROM items WHERE key = ?", (key,)).fetchone()
         if row is None:
             cursor = self.db.execute(
-                "INSERT INTO items (key, path, width, height, file_size, mtime_ns, sha256, source_key, status, error) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO items (key, path, width, height, file_size, mtime_ns, sha256, source_key, status, error, "
+                "kind, frame, time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (key, *values),
             )
             return int(cursor.lastrowid)
         self._remove_objects(row[0])
         self.db.execute(
             "UPDATE items SET path = ?, width = ?, height = ?, file_size = ?, mtime_ns = ?, sha256 = ?, "
-            "source_key = ?, status = ?, error = ? WHERE id = ?",
+            "source_key = ?, status = ?, error = ?, kind = ?, frame = ?, time = ? WHERE id = ?",
             (*values, row[0]),
         )
         return int(row[0])
@@ -279,8 +316,8 @@ def read_store(store: Path) -> tuple[Manifest, int, VectorStore, list[tuple], li
     """Read one store folder's last committed state, in one read transaction, and check that it agrees.
 
     Returns ``(manifest, generation, vector store, object rows, item rows)``: object rows are
-    ``(id, item_id, x1, y1, x2, y2, label, score)`` sorted by id, item rows ``(id, key, path, status, error)``
-    sorted by key.
+    ``(id, item_id, x1, y1, x2, y2, label, score)`` sorted by id, item rows ``(id, key, path, status, error,
+    kind, frame, time)`` sorted by key.
     """
     manifest = Manifest.load(store)
     db = connect(store, read_only=True)

@@ -27,6 +27,7 @@ from ..index.manifest import Manifest
 from ..index.store import StoreWriter
 from ..settings import IndexSettings
 from ..sources import GallerySource, SourceListing, open_source
+from ..sources.video import VideoSampling
 from ..validation import check_float, check_int
 from .distributors import Distributor, LocalDistributor
 from .mapper import ObjectMapper
@@ -175,10 +176,12 @@ def _update(
     store: StoreWriter, source: GallerySource, listing: SourceListing, distributor: Distributor, options: BuildOptions
 ) -> IndexSummary:
     """Bring ``store`` in line with ``listing`` (reader → distributor → writer), committing as it goes."""
+    settings = store.manifest.settings
+    sampling = None if settings.objects == "annotations" else VideoSampling(settings.video_fps, settings.video_min_change)
     writer = IndexWriter(store, options.commit_seconds)
     for key, reason in listing.problems:
         writer.skip(SkippedItem(key, reason))
-    items = read_items(source, listing.keys, writer.known, distributor.source_key, options.max_pixels)
+    items = read_items(source, listing.keys, writer.known, distributor.source_key, options.max_pixels, sampling)
     run_pipeline(items, len(listing.keys), distributor, writer, options.progress)
     present = set(listing.keys) | {key for key, _ in listing.problems}
     return writer.finish(present, options.prune)

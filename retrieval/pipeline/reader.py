@@ -2,7 +2,8 @@
 
 An item whose fingerprint (file size and mtime) matches what the index stored is not read at all. An
 item whose content hashes to the stored sha256 is not decoded (only its fingerprint is refreshed).
-Everything else is read, hashed and decoded by the source.
+Everything else is read, hashed and decoded by the source. A video is expanded into its sampled frames
+(``frames.py``), each a ``GalleryImage`` with its ``frame``, then a ``VideoDone``.
 """
 
 from __future__ import annotations
@@ -15,26 +16,45 @@ from typing import Callable, Iterable, Iterator
 from ..errors import ImageError
 from ..images import DEFAULT_MAX_PIXELS, LoadedImage
 from ..index.metadata import ItemState
-from ..sources import GallerySource
+from ..index.store import VideoRecord
+from ..sources import GallerySource, holds_videos
+from ..sources.video import VideoSampling
 
 
 @dataclass(frozen=True)
 class GalleryImage:
-    """A decoded item: its key, the file it comes from (relative to the gallery root), and its boxes' key."""
+    """A decoded item: its key, the file it comes from (relative to the gallery root), its boxes' key, and
+    for a video frame ``(its number in the video, its time in seconds)`` (``image`` then carries the video's
+    fingerprint)."""
 
     key: str
     path: str
     image: LoadedImage
     source_key: str | None = None
+    frame: tuple[int, float] | None = None
+
+    @property
+    def completes_file(self) -> bool:
+        """True when this item is a whole gallery file (for progress: a frame is part of one)."""
+        return self.frame is None
 
 
 @dataclass(frozen=True)
 class UnchangedItem:
-    """An item already indexed with the same content; ``file_size``/``mtime_ns`` are set when they changed."""
+    """An item already indexed with the same content; ``file_size``/``mtime_ns`` are set when they changed.
+
+    ``whole_file``: the item is a video standing for all its frames; ``frame``: the item is one frame of a
+    video being indexed (kept from a run that stopped midway)."""
 
     key: str
     file_size: int | None = None
     mtime_ns: int | None = None
+    whole_file: bool = False
+    frame: bool = False
+
+    @property
+    def completes_file(self) -> bool:
+        return not self.frame
 
 
 @dataclass(frozen=True)
@@ -45,6 +65,27 @@ class SkippedItem:
     reason: str
     file_size: int | None = None
     mtime_ns: int | None = None
+    kind: str = "image"
+    completes_file = True
+
+
+@dataclass(frozen=True)
+class VideoDone:
+    """A video read to its end (or to where it broke off, ``record.note``): its frames came before."""
+
+    key: str
+    record: VideoRecord
+    completes_file = True
+
+
+@dataclass(frozen=True)
+class ForgetFile:
+    """The stored items of the file ``path`` are stale (it changed, or is sampled otherwise): remove all
+    but those keyed in ``keep`` (frames a stopped run already indexed from this very content)."""
+
+    path: str
+    keep: frozenset[str] = frozenset()
+    completes_file = False
 
 
 def read_items(
@@ -53,31 +94,46 @@ def read_items(
     known: dict[str, ItemState] | None = None,
     source_key: Callable[[str], str | None] = lambda key: None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> Iterator[GalleryImage | UnchangedItem | SkippedItem]:
+    sampling: VideoSampling | None = VideoSampling(),
+) -> Iterator[GalleryImage | UnchangedItem | SkippedItem | VideoDone | ForgetFile]:
     """Classify and, where needed, decode each of ``source``'s items ``keys`` in order.
 
     Args:
         known: what the index already holds, by key.
         source_key: the key of an item's given boxes (annotations); an item whose key changed is re-indexed.
+        sampling: which frames of a video become items; ``None``: videos are not indexed (skipped, with why).
     """
+    from .frames import read_video
+
     known = known or {}
+    videos = holds_videos(source)
+    by_file: dict[str, dict[str, ItemState]] = {}
+    if videos:
+        for item_key, state in known.items():
+            by_file.setdefault(state.path, {})[item_key] = state
     for key in keys:
-        previous = known.get(key)
-        boxes_key = source_key(key)
-        same_boxes = previous is not None and previous.status == "indexed" and previous.source_key == boxes_key
-        size = mtime = None
-        try:
-            size, mtime = source.fingerprint(key)
-            if same_boxes and (previous.file_size, previous.mtime_ns) == (size, mtime):
-                yield UnchangedItem(key)
-                continue
-            image = source.read(key, max_pixels, previous.sha256 if same_boxes else None)
-            if image is None:
-                yield UnchangedItem(key, size, mtime)
-                continue
-            yield GalleryImage(key, source.path_of(key), image, boxes_key)
-        except ImageError as error:
-            yield SkippedItem(key, str(error).removeprefix(f"{source.root / source.path_of(key)}: "), size, mtime)
+        if videos and source.is_video(key):
+            yield from read_video(source, key, by_file.get(source.path_of(key), {}), sampling, max_pixels)
+        else:
+            yield _read_image(source, key, known.get(key), source_key(key), max_pixels)
+
+
+def _read_image(
+    source: GallerySource, key: str, previous: ItemState | None, boxes_key: str | None, max_pixels: int
+) -> GalleryImage | UnchangedItem | SkippedItem:
+    """One still item: passed over when unchanged, else read and decoded (or skipped, with why)."""
+    same_boxes = previous is not None and previous.status == "indexed" and previous.source_key == boxes_key
+    size = mtime = None
+    try:
+        size, mtime = source.fingerprint(key)
+        if same_boxes and (previous.file_size, previous.mtime_ns) == (size, mtime):
+            return UnchangedItem(key)
+        image = source.read(key, max_pixels, previous.sha256 if same_boxes else None)
+        if image is None:
+            return UnchangedItem(key, size, mtime)
+        return GalleryImage(key, source.path_of(key), image, boxes_key)
+    except ImageError as error:
+        return SkippedItem(key, str(error).removeprefix(f"{source.root / source.path_of(key)}: "), size, mtime)
 
 
 def prefetched(items: Iterable, depth: int) -> Iterator:

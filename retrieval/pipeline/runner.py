@@ -14,24 +14,28 @@ from typing import Iterable, Iterator
 from tqdm import tqdm
 
 from .distributors import Distributor
-from .reader import batched, prefetched
+from .reader import ForgetFile, batched, prefetched
 from .writer import IndexWriter
 
 
 def run_pipeline(
     items: Iterable, total: int, distributor: Distributor, writer: IndexWriter, progress: bool = True
 ) -> None:
-    """Map and write every item of ``items`` (``total`` of them, for the progress bar)."""
+    """Map and write every item of ``items`` (from ``total`` gallery files, for the progress bar: it counts
+    files, and the frames read from videos beside them)."""
     seconds = writer.summary.stage_seconds
-    bar = tqdm(total=total, unit="img", desc="indexing", disable=not progress, file=sys.stderr)
+    bar = tqdm(total=total, unit="file", desc="indexing", disable=not progress, file=sys.stderr)
+    frames = 0
     ahead = _timed(prefetched(items, 2 * distributor.images_per_batch), seconds, "read")
     mapped = _timed(distributor.map(batched(ahead, distributor.images_per_batch)), seconds, "map", within="read")
     for batch, found in mapped:
         with stage(seconds, "write"):
             writer.write(batch, found)
-        bar.update(len(batch))
+        bar.update(sum(item.completes_file for item in batch))
+        frames += sum(not item.completes_file and not isinstance(item, ForgetFile) for item in batch)
         summary = writer.summary
-        bar.set_postfix(new=summary.added + summary.updated, skipped=len(summary.skipped), refresh=False)
+        counts = {"new": summary.added + summary.updated, "skipped": len(summary.skipped)}
+        bar.set_postfix({**counts, **({"frames": frames} if frames else {})}, refresh=False)
     bar.close()
 
 

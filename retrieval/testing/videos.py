@@ -21,7 +21,7 @@ from .demo_data import make_background, make_instance
 
 FOURCC = {".mp4": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
 SIZE = (320, 240)  # width, height
-PAN_PIXELS_PER_SECOND = 12
+PAN_PIXELS_PER_SECOND = 30
 
 
 @dataclass(frozen=True)
