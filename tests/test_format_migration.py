@@ -26,6 +26,15 @@ CREATE TABLE objects (
 CREATE INDEX objects_by_image ON objects(image_id);
 """
 
+SCHEMA_2_COLUMNS = "id, key, path, width, height, file_size, mtime_ns, sha256, source_key, status, error"
+SCHEMA_2_ITEMS = """
+CREATE TABLE items (
+    id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, path TEXT NOT NULL, width INTEGER, height INTEGER,
+    file_size INTEGER, mtime_ns INTEGER, sha256 TEXT, source_key TEXT,
+    status TEXT NOT NULL CHECK (status IN ('indexed', 'skipped')), error TEXT
+)
+"""
+
 
 def downgrade_to_format_1(index) -> None:
     """Rewrite a current index exactly as format 1 laid it out (metadata schema and manifest)."""
@@ -82,3 +91,22 @@ def test_a_format_1_index_is_read_as_it_is_then_migrated_by_the_next_update(tmp_
     assert [r.object_id for r in Searcher(index).query(gallery / names[2], top_k=5)] == [r.object_id for r in want]
     assert remove_images(index, [names[0]]) == [names[0]]
     assert index_info(index)["images"] == 4
+
+
+def test_a_schema_2_index_gains_item_kinds_at_the_next_update_without_reading_an_image(tmp_path):
+    gallery, index = tmp_path / "gallery", tmp_path / "index"
+    names = copy_demo_images(gallery, 4)
+    build_index(gallery, index, RANDOM_WHOLE, progress=False)
+    store = IndexSnapshot.load(index).store
+    with closing(sqlite3.connect(store / "metadata.sqlite", isolation_level=None)) as db:
+        db.execute("PRAGMA legacy_alter_table = ON")  # leave the objects table's reference to "items" as it is
+        db.execute("ALTER TABLE items RENAME TO items_schema3")
+        db.execute(SCHEMA_2_ITEMS)
+        db.execute(f"INSERT INTO items SELECT {SCHEMA_2_COLUMNS} FROM items_schema3")
+        db.execute("DROP TABLE items_schema3")
+    assert index_info(index)["images"] == 4  # read as it is
+    summary = build_index(gallery, index, progress=False)
+    assert (summary.unchanged, summary.added, summary.images) == (4, 0, 4)
+    with closing(sqlite3.connect(store / "metadata.sqlite")) as db:
+        kinds = db.execute("SELECT kind, COUNT(*) FROM items GROUP BY kind").fetchall()
+    assert kinds == [("image", 4)] and remove_images(index, [names[1]]) == [names[1]]

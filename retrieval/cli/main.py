@@ -42,6 +42,8 @@ from ..index.remove import remove_images
 from ..search.searcher import GROUPS, Searcher
 from ..models.registry import EMBEDDERS
 from ..settings import OBJECT_SOURCES, IndexSettings
+from ..sources.video import DEFAULT_MIN_CHANGE, DEFAULT_VIDEO_FPS, is_frame_key
+from ..videos import is_video_name
 from ..text import plural
 from ..validation import check_int
 
@@ -125,22 +127,41 @@ def main() -> None:
     show_default=True,
     help="Seconds between commits: a crash loses at most this much work, and rerunning resumes.",
 )
+@click.option(
+    "--video-fps",
+    type=float,
+    default=DEFAULT_VIDEO_FPS,
+    show_default=True,
+    help="Frames sampled per second of each video in the gallery.",
+)
+@click.option(
+    "--video-min-change",
+    type=float,
+    default=DEFAULT_MIN_CHANGE,
+    show_default=True,
+    help="Pass over a sampled frame whose 32x32 grey thumbnail differs from the last kept frame's by less than "
+    "this (mean absolute difference, 0-1): near-duplicates of a still shot. 0 keeps every sampled frame.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or per-file messages.")
 @user_errors
 def index(gallery, index_dir, rebuild, prune, max_pixels, commit_every, quiet, **options):
-    """Create or update an index of every image under GALLERY (recursively).
+    """Create or update an index of every image and video under GALLERY (recursively).
 
     \b
     Images: jpg, jpeg, png, bmp, webp, tif, tiff, gif in any case (the first
     frame of animations); EXIF orientation applied; every colour mode
-    converted to RGB. Files that cannot be read are skipped, recorded with
-    their reason and listed at the end.
+    converted to RGB. Videos: mp4, mov, avi, mkv, webm in any case, sampled
+    at --video-fps with near-duplicate frames passed over; each kept frame
+    is an item with its video, frame number and time. Files that cannot be
+    read are skipped, recorded with their reason and listed at the end; a
+    video that breaks off midway is indexed up to the break.
 
     \b
-    On an existing index: new images are added, changed ones re-indexed,
-    unchanged ones passed over, and the index's own settings are used for
-    every option you leave out. Options that would change the vectors are
-    refused unless --rebuild.
+    On an existing index: new files are added, changed ones re-indexed
+    (a changed video whole), unchanged ones passed over, and the index's own
+    settings are used for every option you leave out. Options that would
+    change the vectors are refused unless --rebuild; another --video-fps or
+    --video-min-change re-samples the videos alone.
     """
     configure_logging(quiet)
     settings = _index_settings(index_dir, _given_options(options))
@@ -154,15 +175,9 @@ def index(gallery, index_dir, rebuild, prune, max_pixels, commit_every, quiet, *
         commit_seconds=commit_every,
         progress=not quiet,
     )
-    processed = summary.added + summary.updated
-    rate = processed / summary.seconds if summary.seconds else 0.0
-    click.echo(
-        f"indexed {plural(summary.images, 'image')}, {plural(summary.objects, 'object')} into {index_dir}"
-        f"{' (rebuilt)' if summary.rebuilt else ''}: {summary.added} new, {summary.updated} changed, "
-        f"{summary.unchanged} unchanged, {summary.removed} removed, in {summary.seconds:.1f} s ({rate:.2f} images/s)"
-    )
+    click.echo(_index_summary_text(summary, index_dir))
     if summary.gone:
-        gone = plural(len(summary.gone), "indexed image")
+        gone = plural(len(summary.gone), "indexed file")
         click.echo(f"{gone} {'is' if len(summary.gone) == 1 else 'are'} gone from the gallery; --prune removes them")
     print_skipped(summary.skipped)
 
@@ -172,10 +187,16 @@ def index(gallery, index_dir, rebuild, prune, max_pixels, commit_every, quiet, *
 @click.argument("paths", nargs=-1, required=True)
 @user_errors
 def remove(index_dir, paths):
-    """Remove images from an index: PATHS are files or folders, relative to the gallery or to here."""
+    """Remove images and videos (with their frames) from an index: PATHS are files or folders, relative to
+    the gallery or to here."""
     configure_logging(quiet=True)
     removed = remove_images(index_dir, paths)
-    click.echo(f"removed {plural(len(removed), 'image')} from {index_dir}")
+    frames = sum(is_frame_key(key) for key in removed)
+    videos = sum(is_video_name(key) for key in removed)
+    parts = [plural(len(removed) - frames - videos, "image")] if len(removed) > frames + videos else []
+    if videos or frames:
+        parts.append(f"{plural(videos, 'video')} ({plural(frames, 'frame')})")
+    click.echo(f"removed {' and '.join(parts)} from {index_dir}")
 
 
 @main.command()
@@ -276,6 +297,8 @@ def info(index_dir, as_json):
     click.echo(f"index      {details['index']}")
     click.echo(f"gallery    {details['gallery_root']}")
     click.echo(f"images     {details['images']}")
+    if details["videos"] or details["frames"]:
+        click.echo(f"videos     {details['videos']} ({plural(details['frames'], 'frame')})")
     click.echo(f"objects    {details['objects']}")
     click.echo(
         f"embedder   {details['embedder']} ({details['dimension']}-d), "
@@ -297,9 +320,32 @@ def info(index_dir, as_json):
     click.echo(
         f"boxes      {settings['objects']}" + (f" from {settings['annotations']}" if settings["annotations"] else "")
     )
+    if details["videos"]:
+        sampling = f"{settings['video_fps']:g} frames/s, near-duplicates below {settings['video_min_change']:g}"
+        click.echo(f"sampling   {sampling} passed over")
     click.echo(f"skipped    {len(details['skipped'])}")
     for entry in details["skipped"]:
         click.echo(f"  {entry['path']}: {entry['reason']}")
+    if details["incomplete"]:
+        click.echo(f"broken off {len(details['incomplete'])} (indexed up to the break)")
+    for entry in details["incomplete"]:
+        click.echo(f"  {entry['path']}: {entry['reason']}")
+
+
+def _index_summary_text(summary, index_dir: str) -> str:
+    """The line ``retrieval index`` ends with: what the index holds, what this run did, and how fast."""
+    held = [plural(summary.images, "image")]
+    if summary.videos or summary.frames:
+        held.append(f"{plural(summary.videos, 'video')} ({plural(summary.frames, 'frame')})")
+    rate = (summary.added + summary.updated) / summary.seconds if summary.seconds else 0.0
+    rates = f"{rate:.2f} {'files' if summary.frames_added else 'images'}/s"
+    if summary.frames_added:
+        rates += f", {summary.frames_added / summary.seconds:.2f} frames/s"
+    return (
+        f"indexed {', '.join(held)}, {plural(summary.objects, 'object')} into {index_dir}"
+        f"{' (rebuilt)' if summary.rebuilt else ''}: {summary.added} new, {summary.updated} changed, "
+        f"{summary.unchanged} unchanged, {summary.removed} removed, in {summary.seconds:.1f} s ({rates})"
+    )
 
 
 def _given_options(options: dict) -> dict:

@@ -15,7 +15,11 @@ if TYPE_CHECKING:
 
 
 def index_info(index_dir: str | os.PathLike) -> dict:
-    """``{"images", "objects", "skipped": [{"path", "reason"}], "embedder", "dimension", "vectors", "manifest"}``.
+    """``{"images", "videos", "frames", "objects", "skipped": [{"path", "reason"}], "incomplete": [{"path",
+    "reason"}], "embedder", "dimension", "vectors", "manifest"}``.
+
+    ``videos`` and ``frames`` count indexed videos and their indexed frames; ``incomplete`` lists the videos
+    indexed only up to where they broke off, with why.
 
     ``vectors`` is the vector store's description (for FAISS ``{"store", "kind", "factory", "params",
     "trained_on"}``), with ``"search"`` when whitening or DBA derive the searched vectors (search_space.py).
@@ -25,24 +29,38 @@ def index_info(index_dir: str | os.PathLike) -> dict:
     directory = Path(index_dir)
     store = active_store(directory)
     manifest = Manifest.load(store)
-    counts, skipped = read_overview(store)
-    return _info(directory, manifest, counts["images"], counts["objects"], skipped)
+    counts, skipped, incomplete = read_overview(store)
+    return _info(directory, manifest, counts, skipped, incomplete)
 
 
 def snapshot_info(snapshot: "IndexSnapshot") -> dict:
     """``index_info`` of a loaded snapshot."""
-    return _info(
-        snapshot.directory, snapshot.manifest, len(snapshot.image_paths), len(snapshot.object_ids), snapshot.skipped
-    )
+    frames = len(snapshot.frames)
+    counts = {
+        "images": len(snapshot.image_paths) - frames,
+        "videos": len(snapshot.videos),
+        "frames": frames,
+        "objects": len(snapshot.object_ids),
+    }
+    return _info(snapshot.directory, snapshot.manifest, counts, snapshot.skipped, snapshot.incomplete)
 
 
-def _info(directory: Path, manifest: Manifest, images: int, objects: int, skipped: list[tuple[str, str]]) -> dict:
+def _info(
+    directory: Path,
+    manifest: Manifest,
+    counts: dict[str, int],
+    skipped: list[tuple[str, str]],
+    incomplete: list[tuple[str, str]],
+) -> dict:
     return {
         "index": str(directory),
         "gallery_root": manifest.gallery_root,
-        "images": images,
-        "objects": objects,
+        "images": counts["images"],
+        "videos": counts["videos"],
+        "frames": counts["frames"],
+        "objects": counts["objects"],
         "skipped": [{"path": path, "reason": reason} for path, reason in skipped],
+        "incomplete": [{"path": path, "reason": reason} for path, reason in incomplete],
         "embedder": manifest.embedder["name"],
         "dimension": manifest.dimension,
         "vectors": manifest.vectors,

@@ -125,17 +125,16 @@ def schema_version(db: sqlite3.Connection) -> int:
 
 
 def migrate(db: sqlite3.Connection) -> bool:
-    """Bring an older database to schema 3, each step in one transaction; True when it had to."""
+    """Bring an older database to schema 3 in one transaction; True when it had to."""
     version = schema_version(db)
     if version == SCHEMA_VERSION:
         return False
-    for script in (MIGRATE_FROM_1, MIGRATE_FROM_2)[version - 1 :]:
-        try:
-            db.executescript(script)
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+    try:
+        db.executescript(MIGRATE_FROM_1 if version == 1 else MIGRATE_FROM_2)  # schema 1 goes to 3 in one step
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
     return True
 
 

@@ -51,6 +51,12 @@ def frame_key(path: str, time: float) -> str:
     return f"{path}#t={time:.3f}"
 
 
+def is_frame_key(key: str) -> bool:
+    """True for a key ``frame_key`` makes."""
+    head, separator, time = key.rpartition("#t=")
+    return bool(separator and head) and time.replace(".", "", 1).isdigit()
+
+
 def sampled_frames(video: VideoFile, sampling: VideoSampling) -> Iterator[VideoFrame]:
     """The frames of ``video`` that ``sampling`` keeps, in order (``video.broke_off`` says, after the last,
     whether the file ended early)."""
