@@ -145,6 +145,8 @@ SPECS = {
             "--quiet": FLAG,
             "--whiten": [(v, USAGE) for v in ("-2", "nan", "1.5", "ten", "")],  # "-2" reads as an option: usage
             "--dba": ints(0) + [("1001", USER)],
+            "--video-fps": floats(0, 240, low_allowed=False),
+            "--video-min-change": FRACTION,
         },
     ),
     "query": Spec(

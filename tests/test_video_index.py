@@ -223,3 +223,18 @@ def test_memory_does_not_grow_with_the_length_of_a_video(tmp_path):
         assert result.error is None and result.value.frames == 5 * seconds
         peaks.append(result.max_rss_bytes)
     assert peaks[1] - peaks[0] < 40 * 2**20, f"peak memory grew by {(peaks[1] - peaks[0]) / 2**20:.0f} MiB"
+
+
+def test_export_writes_one_embedding_file_per_frame_and_names_frames_in_the_features(gallery, tmp_path):
+    from retrieval.tools.export import export_index
+
+    build_index(gallery, tmp_path / "index", VIDEO_WHOLE, progress=False)
+    export_index(tmp_path / "index", "per-image", tmp_path / "per-image", progress=False)
+    files = sorted(p.name for p in (tmp_path / "per-image" / "embeddings").iterdir())
+    assert files == sorted([f"clip.mp4#t={n}.000.npy" for n in range(10)] + ["photo_0.jpg.npy", "photo_1.jpg.npy"])
+    assert np.load(tmp_path / "per-image" / "embeddings" / "clip.mp4#t=3.000.npy").shape == (1, 1280)
+    export_index(tmp_path / "index", "features", tmp_path / "features", progress=False)
+    boxes = json.loads((tmp_path / "features" / "boxes.json").read_text())
+    times = {entry["item"]: entry["time"] for entry in boxes}
+    assert times["clip.mp4#t=7.000"] == 7.0 and times["photo_1.jpg"] is None
+    assert {entry["image"] for entry in boxes} == {str(gallery / n) for n in ("clip.mp4", "photo_0.jpg", "photo_1.jpg")}
