@@ -21,7 +21,7 @@ import retrieval.sources.folder as folder_source
 from retrieval import IndexSettings, build_index, index_info
 from retrieval.cli.main import main
 from retrieval.index.snapshot import IndexSnapshot
-from retrieval.testing.videos import truncate, write_scene_video, write_still_video
+from retrieval.testing.videos import truncate, write_frames, write_scene_video, write_still_video
 
 from tests.children import child_done, finish_child, kill_child, run_in_child, start_child
 from tests.conftest import GALLERY
@@ -99,9 +99,13 @@ def test_broken_videos_are_reported_not_fatal_and_a_cut_one_is_indexed_up_to_the
     (gallery / "notes.mov").write_text("not a video at all\n")
     truncate(write_scene_video(gallery / "cut.avi", seed=4).path)  # AVI frames before the cut still decode
     truncate(write_scene_video(gallery / "cut.mp4", seed=5).path)  # an MP4's index is at its end: nothing decodes
+    write_frames(gallery / "blank.avi", [], 10)  # a header, no frames
+    write_frames(gallery / "blank.mp4", [], 10)  # not even a stream
     summary = build_index(gallery, tmp_path / "index", VIDEO_WHOLE, progress=False)
     reasons = dict(summary.skipped)
     assert reasons == {
+        "blank.avi": "holds no frames (no frame could be decoded)",
+        "blank.mp4": "holds no video stream",
         "empty.mp4": "the file is empty (0 bytes)",
         "notes.mov": "cannot be opened as a video (Invalid data found when processing input)",
         "cut.mp4": "cannot be opened as a video (Invalid data found when processing input)",
@@ -238,3 +242,10 @@ def test_export_writes_one_embedding_file_per_frame_and_names_frames_in_the_feat
     times = {entry["item"]: entry["time"] for entry in boxes}
     assert times["clip.mp4#t=7.000"] == 7.0 and times["photo_1.jpg"] is None
     assert {entry["image"] for entry in boxes} == {str(gallery / n) for n in ("clip.mp4", "photo_0.jpg", "photo_1.jpg")}
+
+
+def test_a_video_over_the_pixel_limit_is_skipped_before_decoding(gallery, tmp_path):
+    summary = build_index(gallery, tmp_path / "index", VIDEO_WHOLE, max_pixels=50_000, progress=False)
+    assert dict(summary.skipped)["clip.mp4"] == (
+        "frames of 320x240 pixels are more than --max-pixels 50,000; raise --max-pixels to index it"
+    )
