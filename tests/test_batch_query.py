@@ -220,10 +220,10 @@ def test_a_malformed_file_is_one_error_line_with_status_1(index, tmp_path, name,
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["{image}", "--batch", "{batch}"], "--batch FILE takes its images and boxes from FILE: leave out IMAGE"),
+        (["{image}", "--batch", "{batch}"], "--batch FILE takes its images, boxes and times from FILE: leave out IMAGE"),
         (
             ["--batch", "{batch}", "--box", "1,2,3,4"],
-            "--batch FILE takes its images and boxes from FILE: leave out --box",
+            "--batch FILE takes its images, boxes and times from FILE: leave out --box",
         ),
         ([], "missing argument 'IMAGE' (or --batch FILE)"),
     ],

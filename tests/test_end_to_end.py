@@ -132,7 +132,9 @@ def test_query_json_contract_and_image_grouping(resnet_index):
     result = cli("query", QUERY / "rings-box-d1.jpg", "--index", resnet_index, "--top-k", "5", "--json")
     results = json.loads(result.output)["results"]
     assert [r["rank"] for r in results] == [1, 2, 3, 4, 5]
-    assert all(set(r) == {"rank", "score", "image", "box", "label", "detection_score", "object_id", "item"} for r in results)
+    keys = {"rank", "score", "image", "box", "label", "detection_score", "object_id", "item", "video", "frame", "time"}
+    assert all(set(r) == keys | {"span"} for r in results)
+    assert all((r["video"], r["frame"], r["time"], r["span"]) == (None,) * 4 for r in results)  # no video frames
     assert all(r["image"].endswith("/" + r["item"]) for r in results)  # a folder's items: their relative paths
     assert len({r["image"] for r in results}) == 5  # one entry per image
     assert all(os.path.isabs(r["image"]) for r in results)

@@ -18,12 +18,18 @@ BATCH_HELP = (
 )
 
 
-def query_batch(batch_file: str, image: str | None, box: str | None, save_vis: str | None, **search) -> None:
+def query_batch(
+    batch_file: str, image: str | None, box: str | None, save_vis: str | None, time: float | None, **search
+) -> None:
     """Print one JSON line per query of ``batch_file`` (``search``: ``index_dir``, ``top_k``, ``group``,
     ``device``, ``precision``, ``rerank``); ``OneLineError`` (exit 1) at the end when any query failed."""
-    given = [name for name, value in (("IMAGE", image), ("--box", box), ("--save-vis", save_vis)) if value]
+    given = [
+        name
+        for name, value in (("IMAGE", image), ("--box", box), ("--time", time), ("--save-vis", save_vis))
+        if value is not None
+    ]
     if given:
-        raise click.UsageError(f"--batch FILE takes its images and boxes from FILE: leave out {given[0]}")
+        raise click.UsageError(f"--batch FILE takes its images, boxes and times from FILE: leave out {given[0]}")
     lines = read_batch_file(batch_file)
     searcher = Searcher(search["index_dir"], device=search["device"], precision=search["precision"])
     failed = 0

@@ -35,10 +35,11 @@ from .batch import BATCH_HELP, query_batch
 from .detector import detect, evaluate_detector_command, train_detector_command
 from .serve import export, serve
 from ..search.evaluate import evaluate as evaluate_index
-from ..images import DEFAULT_MAX_PIXELS, load_image
+from ..images import DEFAULT_MAX_PIXELS
 from ..pipeline.build import COMMIT_SECONDS, build_index, existing_settings
 from ..index.info import index_info, search_space_text
 from ..index.remove import remove_images
+from ..search.queries import load_query_image
 from ..search.searcher import GROUPS, Searcher
 from ..models.registry import EMBEDDERS
 from ..settings import OBJECT_SOURCES, IndexSettings
@@ -203,13 +204,15 @@ def remove(index_dir, paths):
 @click.argument("image", type=click.Path(dir_okay=False), required=False)
 @index_option
 @click.option("--box", help="Query box X1,Y1,X2,Y2 in the image's pixels; default: the whole image.")
+@click.option("--time", "time", type=float, help="When IMAGE is a video: the time (seconds) of the frame to query.")
 @click.option("--top-k", type=int, default=10, show_default=True, help="How many results.")
 @click.option(
     "--group",
     type=click.Choice(GROUPS),
     default="image",
     show_default=True,
-    help="image: rank gallery images by their best object; object: rank objects.",
+    help="image: one result per image or video (its best frame); object: one per object, consecutive matching "
+    "frames of a video merged into one (with their time span).",
 )
 @json_option
 @click.option(
@@ -220,17 +223,17 @@ def remove(index_dir, paths):
 @click.option("--batch", "batch_file", type=click.Path(dir_okay=False), metavar="FILE", help=BATCH_HELP)
 @rerank_options
 @user_errors
-def query(image, index_dir, box, top_k, group, as_json, save_vis, device, precision, batch_file, rerank):
+def query(image, index_dir, box, time, top_k, group, as_json, save_vis, device, precision, batch_file, rerank):
     """Find the gallery objects most similar to the BOX in IMAGE (cosine similarity), or answer every query
-    of a --batch FILE."""
+    of a --batch FILE. IMAGE may be a video: --time picks its frame."""
     configure_logging(quiet=True)
     check_int("--top-k", top_k, low=1)  # the check rank() makes, here before the models load
     if batch_file is not None:
         search = dict(index_dir=index_dir, top_k=top_k, group=group, device=device, precision=precision, rerank=rerank)
-        return query_batch(batch_file, image, box, save_vis, **search)
+        return query_batch(batch_file, image, box, save_vis, time, **search)
     if image is None:
         raise click.UsageError("missing argument 'IMAGE' (or --batch FILE)")
-    loaded = load_image(image)
+    loaded = load_query_image(image, time)
     query_box = parse_box(box, loaded.width, loaded.height) if box is not None else None
     searcher = Searcher(index_dir, device=device, precision=precision)
     results = searcher.query(loaded, query_box, top_k=top_k, group=group, rerank=rerank)
@@ -377,17 +380,38 @@ def _index_settings(index_dir: str, given: dict) -> IndexSettings:
 
 
 def _print_results(results) -> None:
+    """The results as a table; a ``time`` column (``mm:ss.s`` and the span) when any result is a video frame."""
     if not results:
         click.echo("no results: the index holds no objects")
         return
-    click.echo(f"{'rank':>4}  {'score':>7}  {'image':<40}  {'box':<26}  {'label':<16}  {'det':>5}  {'id':>6}")
+    timed = any(r.time is not None for r in results)
+    time_header = f"  {'time':<25}" if timed else ""
+    click.echo(
+        f"{'rank':>4}  {'score':>7}  {'image':<40}{time_header}  {'box':<26}  {'label':<16}  {'det':>5}  {'id':>6}"
+    )
     for r in results:
         box = ",".join(f"{v:.0f}" for v in r.box)
         det = f"{r.detection_score:.2f}" if r.detection_score is not None else "-"
+        time = f"  {_time_text(r):<25}" if timed else ""
         click.echo(
-            f"{r.rank:>4}  {r.score:>7.4f}  {_shorten(_display_path(r.image), 40):<40}  {box:<26}  "
+            f"{r.rank:>4}  {r.score:>7.4f}  {_shorten(_display_path(r.image), 40):<40}{time}  {box:<26}  "
             f"{(r.label or '-')[:16]:<16}  {det:>5}  {r.object_id:>6}"
         )
+
+
+def _time_text(result) -> str:
+    """A frame result's time as ``mm:ss.s``, followed by its span ``(mm:ss.s–mm:ss.s)`` when longer than one
+    frame; ``-`` for a still image."""
+    if result.time is None:
+        return "-"
+    start, end = (_clock(t) for t in result.span)
+    return _clock(result.time) + (f" ({start}–{end})" if start != end else "")
+
+
+def _clock(seconds: float) -> str:
+    """``seconds`` as ``mm:ss.s`` (minutes past 59 go on counting)."""
+    minutes, tenths = divmod(round(seconds * 10), 600)
+    return f"{minutes:02d}:{tenths / 10:04.1f}"
 
 
 def _weights_text(identity: dict) -> str:

@@ -4,8 +4,8 @@ Two formats, by extension (UTF-8; a byte-order mark is allowed; blank lines are 
 
 - ``.jsonl`` / ``.json``: one JSON object per line,
   ``{"image": "photo.jpg", "box": [x1, y1, x2, y2], "time": 12.5, "id": "anything"}``; only ``image`` is
-  required (no ``box`` or ``null`` = the whole image; ``time`` is reserved for video frames and refused on
-  a still image; ``id`` is any JSON value, echoed back).
+  required (no ``box`` or ``null`` = the whole image; ``time``, in seconds, picks the frame when ``image``
+  is a video file, is required there and refused on a still image; ``id`` is any JSON value, echoed back).
 - ``.csv``: a header naming the columns ``image,x1,y1,x2,y2[,time][,id]`` (in any order; the four box
   columns may be left out together), then one row per query; empty box cells = the whole image.
 
@@ -86,7 +86,7 @@ def answer_records(
     rerank: Rerank | None = None,
 ) -> Iterator[dict]:
     """One JSON-ready record per line, in order, yielded as each batch is answered:
-    ``{"query": line number, "id", "image", "box", "results": [SearchResult.to_dict(), ...]}``, or
+    ``{"query": line number, "id", "image", "box", "time", "results": [SearchResult.to_dict(), ...]}``, or
     ``{"query", "id", "error": one line}`` for a line that is no query or whose query failed."""
     queries = [line.query for line in lines if isinstance(line.query, Query)]
     answers = searcher.iter_query_many(queries, top_k, group, batch_size, rerank)
@@ -97,7 +97,15 @@ def answer_records(
         else:
             box = None if line.query.box is None else list(line.query.box)
             results = [result.to_dict() for result in answer]
-            yield {"query": line.number, "id": line.id, "image": line.query.image, "box": box, "results": results}
+            query = line.query
+            yield {
+                "query": line.number,
+                "id": line.id,
+                "image": query.image,
+                "box": box,
+                "time": query.time,
+                "results": results,
+            }
 
 
 def _json_lines(path: str | os.PathLike, text: str, folder: str) -> list[BatchLine]:
@@ -214,7 +222,7 @@ def _line(path: str | os.PathLike, number: int, fields_of, query_of) -> BatchLin
 def _query(image: object, box: list | None, time: object, folder: str) -> Query:
     """The ``Query`` of checked fields, its image path absolute (a relative one joined to the file's ``folder``)."""
     if not isinstance(image, str) or not image.strip():
-        raise QueryFileError(f'"image" must be the path of an image file (got {json.dumps(image)})')
+        raise QueryFileError(f'"image" must be the path of an image or video file (got {json.dumps(image)})')
     if time is not None and not (_is_number(time) and math.isfinite(time) and time >= 0):
         raise QueryFileError(f"time {json.dumps(time)} must be a number of seconds, 0 or more")
     path = os.path.abspath(os.path.join(folder, image))

@@ -1,13 +1,15 @@
-"""Many queries at once: each a box in an image, embedded in batches, each image read once.
+"""Many queries at once: each a box in an image (or in a frame of a video), embedded in batches, each
+image read once.
 
 ``embedded_batches`` turns a list of ``Query`` into, batch after batch, each query's unit vector or the
-``RetrievalError`` that stopped it (an unreadable image, a bad box), so one bad query never stops the
-others. Images are read on worker threads one batch ahead of the embedding and kept only until the last
-query that uses them.
+``RetrievalError`` that stopped it (an unreadable image, a bad box, a video without a time), so one bad
+query never stops the others. Images (``load_query_image``) are read on worker threads one batch ahead of
+the embedding and kept only until the last query that uses them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,7 +19,9 @@ import numpy as np
 
 from ..boxes import validate_box, whole_image_box
 from ..errors import BoxError, ImageError, RetrievalError
-from ..images import LoadedImage, load_image
+from ..images import LoadedImage, load_image, stat_file
+from ..validation import check_float
+from ..videos import VideoError, VideoFile, is_video_name
 
 QUERY_BATCH = 32
 """Queries embedded per ``embed`` call and searched per store search."""
@@ -31,12 +35,35 @@ class Query:
     """One query: the ``box`` (``x1, y1, x2, y2`` in the image's original pixels after EXIF orientation;
     ``None`` = the whole image) in ``image`` (a file path or a ``LoadedImage``).
 
-    ``time`` (seconds) is reserved for querying with a video frame; a still image with a time is refused.
+    ``time`` (seconds) picks the frame when ``image`` is a video file (``videos.is_video_name``), and is
+    required there; a still image with a time is refused.
     """
 
     image: LoadedImage | str | os.PathLike
     box: Sequence[float] | None = None
     time: float | None = None
+
+
+def load_query_image(image: LoadedImage | str | os.PathLike, time: float | None = None) -> LoadedImage:
+    """The picture a query looks in: ``image`` itself (loaded, or an image file read with ``load_image``), or
+    for a video file the frame at ``time`` seconds (``VideoFile.frame_at``: the nearest frame; its ``sha256``
+    is that of its RGB pixels). One-line errors: a time on a still image or a negative one, a video without a
+    time (``VideoError``), a time past the video's end, a file that cannot be read."""
+    if isinstance(image, LoadedImage) or not is_video_name(os.fspath(image)):
+        if time is not None:
+            raise ImageError(
+                f"{_name(image)}: a time ({time:g} s) picks a frame of a video, but this is a still image; "
+                "leave the time out"
+            )
+        return image if isinstance(image, LoadedImage) else load_image(image)
+    if time is None:
+        raise VideoError(f"{os.fspath(image)} is a video: give --time SECONDS to pick the frame")
+    check_float("--time", time, low=0)
+    info = stat_file(image)
+    with VideoFile(image) as video:
+        frame = video.frame_at(time)
+    rgb = np.ascontiguousarray(frame.rgb)
+    return LoadedImage(rgb, hashlib.sha256(rgb).hexdigest(), info.st_size, info.st_mtime_ns)
 
 
 def query_boxes(image: LoadedImage, box: Sequence[float] | None) -> np.ndarray:
@@ -68,11 +95,6 @@ def _prepared(images: "_Images", query: Query, position: int) -> tuple[LoadedIma
     """``(image, (1, 4) box)`` of one query, or the error that stops it (naming the image)."""
     try:
         image = images.take(position)
-        if query.time is not None:
-            raise ImageError(
-                f"{_name(query.image)}: a time ({query.time:g} s) picks a frame of a video, but this is a still "
-                "image; leave the time out (querying with video frames is not supported yet)"
-            )
         try:
             return image, query_boxes(image, query.box)
         except BoxError as error:
@@ -111,29 +133,32 @@ class _Images:
     def __init__(self, queries: Sequence[Query], pool: ThreadPoolExecutor) -> None:
         self.queries = queries
         self.pool = pool
-        self.keys = [_key(query.image) for query in queries]
+        self.keys = [_key(query) for query in queries]
         self.last_use = {key: position for position, key in enumerate(self.keys) if key is not None}
-        self.reading: dict[str, Future] = {}
+        self.reading: dict[tuple, Future] = {}
 
     def request(self, positions: range) -> None:
         """Start reading the images of the queries at ``positions`` (those not read or being read)."""
         for position in positions:
             key = self.keys[position]
             if key is not None and key not in self.reading:
-                self.reading[key] = self.pool.submit(load_image, self.queries[position].image)
+                self.reading[key] = self.pool.submit(load_query_image, self.queries[position].image, key[1])
 
     def take(self, position: int) -> LoadedImage:
-        """The image of the query at ``position`` (requested before); ``ImageError`` when it cannot be read."""
-        image, key = self.queries[position].image, self.keys[position]
+        """The image of the query at ``position`` (requested before); ``ImageError`` when it cannot be read
+        (or a time does not fit it)."""
+        query, key = self.queries[position], self.keys[position]
         if key is None:
-            return image  # already loaded by the caller
+            return load_query_image(query.image, query.time)  # already loaded by the caller
         future = self.reading.pop(key) if self.last_use[key] == position else self.reading[key]
         return future.result()
 
 
-def _key(image: LoadedImage | str | os.PathLike) -> str | None:
-    """What makes two queries' images one file: the absolute path (``None`` for a loaded image)."""
-    return None if isinstance(image, LoadedImage) else os.path.abspath(os.fspath(image))
+def _key(query: Query) -> tuple[str, float | None] | None:
+    """What makes two queries' pictures one: the file's absolute path and the time (``None`` for a loaded image)."""
+    if isinstance(query.image, LoadedImage):
+        return None
+    return os.path.abspath(os.fspath(query.image)), query.time
 
 
 def _name(image: LoadedImage | str | os.PathLike) -> str:

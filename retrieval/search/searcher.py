@@ -1,10 +1,12 @@
-"""Search: a query image and box → the most similar gallery objects or images.
+"""Search: a query image (or video frame) and box → the most similar gallery objects or items.
 
 ``Searcher`` loads an index snapshot and the models its manifest names once,
 then answers any number of queries, one at a time (``query``) or in batches
 (``query_many``). Score = cosine similarity = inner product of unit vectors, in
 the index's search space (whitened and DBA vectors when the index has them,
 ``index/search_space.py``), with the query re-ranked (α-QE) on request.
+Results are grouped by item (a still image, or a video by its best frame) or
+by object, consecutive matching frames of a video merged (``grouping.py``).
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ..errors import RetrievalError, StoreError
-from ..images import LoadedImage, load_image
+from ..images import LoadedImage
 from ..models import Embedder, build_embedder, resolve_device
 from ..index.snapshot import IndexSnapshot, committed_version
 from ..validation import check_choice, check_int
-from .queries import QUERY_BATCH, Query, embedded_batches, query_boxes
+from .queries import QUERY_BATCH, Query, embedded_batches, load_query_image, query_boxes
+from .grouping import group_hits
 from .rerank import Rerank, expand_queries
 
 GROUPS = ("image", "object")
@@ -29,17 +32,23 @@ GROUPS = ("image", "object")
 
 @dataclass(frozen=True)
 class SearchResult:
-    """One ranked gallery object (or image, represented by its best object).
+    """One ranked gallery object, or item (a still image or a video, represented by its best object).
 
     Attributes:
         rank: 1 for the best.
         score: cosine similarity with the query, in [-1, 1].
-        image: absolute path of the gallery file the item comes from.
-        box: ``[x1, y1, x2, y2]`` in that image's original pixels.
+        image: absolute path of the gallery file the item comes from (for a video frame: the video).
+        box: ``[x1, y1, x2, y2]`` in that image's (frame's) original pixels.
         label: class name, or ``None``.
         detection_score: the detector's score, or ``None`` for given boxes.
         object_id: the object's id (its vector's id in the store).
-        item: the gallery item's key (for a folder of photos: the image's path relative to the gallery).
+        item: the gallery item's key (a folder's image: its path relative to the gallery; a video frame:
+            ``<video path>#t=<seconds>``).
+        video: for a video frame, the video's absolute path (as ``image``); ``None`` for a still image.
+        frame: the frame's number in its video (0 = the first decoded); ``None`` for a still image.
+        time: the frame's time in seconds; ``None`` for a still image.
+        span: ``[start, end]`` seconds of the run of consecutive matching frames this hit stands for
+            (``grouping.py``; start == end == time for one frame); ``None`` for a still image.
     """
 
     rank: int
@@ -50,18 +59,13 @@ class SearchResult:
     detection_score: float | None
     object_id: int
     item: str = ""
+    video: str | None = None
+    frame: int | None = None
+    time: float | None = None
+    span: list[float] | None = None
 
     def to_dict(self) -> dict:
-        return {
-            "rank": self.rank,
-            "score": self.score,
-            "image": self.image,
-            "box": self.box,
-            "label": self.label,
-            "detection_score": self.detection_score,
-            "object_id": self.object_id,
-            "item": self.item,
-        }
+        return dataclasses.asdict(self)
 
 
 class Searcher:
@@ -131,9 +135,12 @@ class Searcher:
             )
         return embedder
 
-    def embed_query(self, image: LoadedImage | str | os.PathLike, box: Sequence[float] | None = None) -> np.ndarray:
-        """The ``(D,)`` unit vector of ``box`` (original pixels; ``None`` = the whole image) in ``image``."""
-        return embed_box(self.embedder, image, box)
+    def embed_query(
+        self, image: LoadedImage | str | os.PathLike, box: Sequence[float] | None = None, time: float | None = None
+    ) -> np.ndarray:
+        """The ``(D,)`` unit vector of ``box`` (original pixels; ``None`` = the whole image) in ``image`` (a
+        video file: its frame at ``time`` seconds)."""
+        return embed_box(self.embedder, image, box, time)
 
     def query(
         self,
@@ -142,11 +149,13 @@ class Searcher:
         top_k: int = 10,
         group: str = "image",
         rerank: Rerank | None = None,
+        time: float | None = None,
     ) -> list[SearchResult]:
-        """The ``top_k`` best gallery images (``group="image"``, each by its best object) or objects;
+        """The ``top_k`` best gallery items (``group="image"``: still images and videos, each by its best
+        object) or objects, for ``box`` in ``image`` (a video file: its frame at ``time`` seconds);
         ``rerank`` re-ranks (α-QE; default none)."""
         snapshot, embedder = self._state
-        return rank(snapshot, embed_box(embedder, image, box), top_k, group, rerank)
+        return rank(snapshot, embed_box(embedder, image, box, time), top_k, group, rerank)
 
     def query_many(
         self,
@@ -191,18 +200,22 @@ class Searcher:
         return rank(self.snapshot, vector, top_k, group, rerank)
 
 
-def embed_box(embedder: Embedder, image: LoadedImage | str | os.PathLike, box: Sequence[float] | None) -> np.ndarray:
-    """The ``(D,)`` unit vector of ``box`` (original pixels; ``None`` = the whole image) in ``image``."""
-    if not isinstance(image, LoadedImage):
-        image = load_image(image)
+def embed_box(
+    embedder: Embedder, image: LoadedImage | str | os.PathLike, box: Sequence[float] | None, time: float | None = None
+) -> np.ndarray:
+    """The ``(D,)`` unit vector of ``box`` (original pixels; ``None`` = the whole image) in ``image`` (a video
+    file: its frame at ``time`` seconds, ``load_query_image``)."""
+    if not isinstance(image, LoadedImage) or time is not None:
+        image = load_query_image(image, time)
     return embedder.embed([image.rgb], [query_boxes(image, box)])[0][0]
 
 
 def rank(
     snap: IndexSnapshot, vector: np.ndarray, top_k: int = 10, group: str = "image", rerank: Rerank | None = None
 ) -> list[SearchResult]:
-    """The ``top_k`` best objects of ``snap`` by inner product with ``vector``, or with ``group="image"``
-    the best images, each represented by its best object.
+    """The ``top_k`` best objects of ``snap`` by inner product with ``vector`` (consecutive matching frames of a
+    video merged into one hit), or with ``group="image"`` the best items (a still image, or a video), each
+    represented by its best object.
 
     ``vector`` is the query's embedder unit vector (``(D,)``); it is brought into the snapshot's search space
     (whitened) and, with an active ``rerank``, expanded (α-QE) before the search.
@@ -213,8 +226,12 @@ def rank(
 def rank_many(
     snap: IndexSnapshot, vectors: np.ndarray, top_k: int = 10, group: str = "image", rerank: Rerank | None = None
 ) -> list[list[SearchResult]]:
-    """``rank`` for each row of ``vectors`` (``(Q, D)``), with one store search for all rows (then, for
-    ``group="image"``, another with a larger k for the rows whose images ran short, as ``rank`` does)."""
+    """``rank`` for each row of ``vectors`` (``(Q, D)``), with one store search for all rows, then another with
+    a four times larger k for the rows whose hits ran short, and so on (``rank`` does the same per row).
+
+    The candidates are the ``top_k * 8`` best objects (``top_k`` for ``group="object"`` on an index without
+    video frames, where no hits merge); ``grouping.group_hits`` turns them into hits.
+    """
     top_k, group = check_int("--top-k", top_k, low=1), check_choice("--group", group, GROUPS)
     searched = snap.space.vectors
     total = len(searched)
@@ -223,53 +240,57 @@ def rank_many(
     queries = expand_queries(searched, snap.space.project(vectors), rerank or Rerank())
     ranked: list = [None] * len(queries)
     pending = np.arange(len(queries))
-    k = min(total, top_k if group == "object" else top_k * 8)
+    k = min(total, top_k if group == "object" and not snap.frames else top_k * 8)
     while len(pending):
         scores, ids = searched.search(queries[pending], k)
         short = []
-        for position, row_scores, row_ids in zip(pending, scores, ids):
-            keep = row_ids >= 0
-            row_scores, row_ids = row_scores[keep], row_ids[keep]
-            if group == "image":
-                row_scores, row_ids = best_per_image(row_scores, row_ids, snap.object_image[snap.rows_of(row_ids)])
-            if len(row_ids) >= top_k or k == total:
-                ranked[position] = zip(row_scores[:top_k], row_ids[:top_k])
+        for position, hits in zip(pending, _hits(snap, scores, ids, group, top_k)):
+            if len(hits) >= top_k or k == total:
+                ranked[position] = hits[:top_k]
             else:
                 short.append(position)
         pending, k = np.array(short, dtype=np.int64), min(total, k * 4)
-    return [
-        [_result(snap, place, score, object_id) for place, (score, object_id) in enumerate(hits, start=1)]
-        for hits in ranked
-    ]
+    return [[_result(snap, place, *hit) for place, hit in enumerate(hits, start=1)] for hits in ranked]
 
 
-def _result(snap: IndexSnapshot, rank: int, score: float, object_id: int) -> SearchResult:
-    row = int(snap.rows_of(np.array([object_id]))[0])
+def _hits(snap: IndexSnapshot, scores: np.ndarray, ids: np.ndarray, group: str, top_k: int) -> list[list[tuple]]:
+    """Per row of a store search's ``(Q, k)`` ``scores`` and ``ids`` (-1 = none), its first ``top_k`` hits in
+    rank order, each ``(score, object row, span start row, span end row)`` (rows into ``snap.boxes``, ...)."""
+    query, column = np.nonzero(ids >= 0)
+    rows = snap.rows_of(ids[query, column])
+    score = scores[query, column]
+    hits, start, end = group_hits(
+        query, score, snap.object_image[rows], snap.object_video[rows], snap.object_position[rows], group
+    )
+    place = np.arange(len(hits)) - np.searchsorted(query[hits], query[hits])  # 0 for each row's best hit
+    hits, start, end = hits[place < top_k], start[place < top_k], end[place < top_k]
+    found = [[] for _ in range(len(ids))]
+    for hit, first, last in zip(hits.tolist(), start.tolist(), end.tolist()):
+        found[query[hit]].append((float(score[hit]), int(rows[hit]), int(rows[first]), int(rows[last])))
+    return found
+
+
+def _result(snap: IndexSnapshot, rank: int, score: float, row: int, first: int, last: int) -> SearchResult:
+    """The result of the object at ``row``, its span from the frame of ``first`` to that of ``last``."""
     detection_score = float(snap.scores[row])
     item_id = int(snap.object_image[row])
+    image = str(snap.absolute_path(item_id))
+    frame = snap.frames.get(item_id)
+    video = None
+    if frame is not None:
+        times = [snap.frames[int(snap.object_image[r])].time for r in (first, last)]
+        video = dict(video=image, frame=frame.number, time=frame.time, span=times)
     return SearchResult(
         rank=rank,
-        score=float(score),
-        image=str(snap.absolute_path(item_id)),
+        score=score,
+        image=image,
         box=[float(v) for v in snap.boxes[row]],
         label=snap.labels[row],
         detection_score=None if np.isnan(detection_score) else detection_score,
-        object_id=int(object_id),
+        object_id=int(snap.object_ids[row]),
         item=snap.item_keys[item_id],
+        **(video or {}),
     )
-
-
-def best_per_image(scores: np.ndarray, ids: np.ndarray, image_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Keep each image's first (best) object of a ranking sorted by descending score.
-
-    Args:
-        scores, ids, image_ids: ``(K,)`` arrays, one entry per ranked object.
-    Returns:
-        ``(scores, ids)`` of the kept objects, still in ranking order.
-    """
-    _, first = np.unique(image_ids, return_index=True)
-    first.sort()
-    return scores[first], ids[first]
 
 
 def _describe(identity: dict) -> str:
