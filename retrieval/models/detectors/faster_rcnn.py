@@ -83,7 +83,7 @@ class FasterRCNNModel:
             model, self.identity, self.categories = _checkpoint_detector(detector, weights, classes, min_size, max_size)
         self.architecture = self.identity.get("detector", detector)
         self.dtype = resolve_precision(precision, device)
-        self.model = _fast_inference(model.eval(), self.dtype, device, fuse=self.architecture == DEFAULT_DETECTOR)
+        self.model = _fast_inference(model.eval(), self.dtype, device)
         self.device = device
         self.images_per_forward = 1 if device.type == "cpu" else GPU_IMAGES_PER_FORWARD
         self.max_objects = max_objects
@@ -219,13 +219,13 @@ def _checkpoint_detector(path: str, weights: str, classes: Sequence[str], min_si
     return model, identity, categories
 
 
-def _fast_inference(model: FasterRCNN, dtype: torch.dtype, device: torch.device, fuse: bool) -> FasterRCNN:
+def _fast_inference(model: FasterRCNN, dtype: torch.dtype, device: torch.device) -> FasterRCNN:
     """The same detector, arranged to run fast: batch norms folded into the backbone's convolutions
     (speed.py); on the CPU, each convolution fused with the ReLU and residual add after it (fused.py);
     backbone, RPN head and box head in ``dtype`` with channels-last memory; on the CPU, ROI pooling on
     those channels-last features (roi_align.py), on CUDA torchvision's; box decoding, scores and NMS in fp32."""
     fold_batchnorms(model.backbone.body)
-    if fuse and device.type == "cpu":  # the ResNet50-FPN layout fused.py knows
+    if device.type == "cpu":
         fuse_convolutions(model.backbone.body)
         fuse_convolutions(model.rpn.head)
     model.backbone = to_inference_layout(model.backbone, dtype)
