@@ -7,19 +7,25 @@ import copy
 import numpy as np
 import pytest
 import torch
+from torchvision.models.detection.image_list import ImageList
 from torchvision.models.mobilenetv3 import InvertedResidual
 from torchvision.ops import box_iou
 from torchvision.ops.misc import FrozenBatchNorm2d, SqueezeExcitation
 
 from retrieval.images import load_image
 from retrieval.models import FasterRCNNModel
-from retrieval.models.accel.fused import FusedConv, FusedInvertedResidual, FusedSqueezeExcitation
-from retrieval.models.accel.fused import fuse_convolutions, fusion_available
+from retrieval.models.accel.fused import (
+    FusedConv,
+    FusedInvertedResidual,
+    FusedSqueezeExcitation,
+    fuse_convolutions,
+    fusion_available,
+)
 from retrieval.models.accel.speed import cpu_has_fast_bf16, fold_batchnorms
 from retrieval.models.detectors.architectures import build_architecture
+from retrieval.models.detectors.inputs import CachedAnchors, input_batch
 from retrieval.models.names import COCO_CATEGORIES
 from retrieval.models.weights import seeded_init
-
 from tests.conftest import GALLERY
 
 LIGHT = "mobilenet_v3_large_320_fpn"
@@ -59,7 +65,8 @@ def test_folded_and_fused_mobilenet_trunk_gives_the_plain_outputs():
     assert squeezes == 8 and sum(isinstance(m, FusedSqueezeExcitation) for m in fused.modules()) == squeezes
     activations = (torch.nn.ReLU, torch.nn.Hardswish, torch.nn.Hardsigmoid)
     assert not any(isinstance(m, activations) for m in fused.modules())  # every one applied inside a convolution
-    assert {m.activation for m in fused.modules() if isinstance(m, FusedConv)} == {"none", "relu", "hardswish", "hardsigmoid"}
+    applied = {m.activation for m in fused.modules() if isinstance(m, FusedConv)}
+    assert applied == {"none", "relu", "hardswish", "hardsigmoid"}
     x = torch.rand(1, 3, 320, 416).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         plain = body(x)
@@ -112,3 +119,30 @@ def test_bf16_mobilenet_detector_agrees_with_torchvisions_fp32(tmp_path, scene):
     assert float((best > 0.9).float().mean()) >= 0.8, best
     matched = best > 0.9
     np.testing.assert_allclose(ours.scores[matched], plain["scores"][match[matched]].numpy(), rtol=0.02)
+
+
+def test_input_batch_gives_torchvisions_transform():
+    transform = plain_detector(LIGHT, 320, 640).transform
+    generator = torch.Generator().manual_seed(2)
+    images = [
+        torch.randint(0, 256, (h, w, 3), dtype=torch.uint8, generator=generator) for h, w in [(480, 640), (250, 90)]
+    ]
+    expected, _ = transform([image.permute(2, 0, 1).float() / 255.0 for image in images])
+    for dtype, tolerance in [(torch.float32, 1e-5), (torch.bfloat16, 0.02)]:
+        batch = input_batch(images, transform, dtype)
+        assert batch.image_sizes == expected.image_sizes == [(320, 426), (640, 230)]
+        assert batch.tensors.dtype == dtype and batch.tensors.is_contiguous(memory_format=torch.channels_last)
+        assert batch.tensors.shape == expected.tensors.shape == (2, 3, 640, 448)
+        torch.testing.assert_close(batch.tensors.float(), expected.tensors, rtol=tolerance, atol=tolerance)
+
+
+def test_cached_anchors_are_the_generators_own_in_fp32():
+    generator = plain_detector(LIGHT, 320, 640).rpn.anchor_generator
+    cached = CachedAnchors(generator)
+    for height, width in [(320, 448), (320, 448), (352, 320)]:
+        batch = ImageList(torch.zeros(2, 3, height, width), [(height, width - 20), (height - 5, width)])
+        features = [torch.zeros(2, 8, height // 2**level, width // 2**level) for level in (5, 5, 6)]  # 3 levels
+        expected = generator(batch, features)
+        for got in (cached(batch, features), cached(batch, [f.bfloat16() for f in features])):
+            assert len(got) == 2 and all(a.dtype == torch.float32 and torch.equal(a, expected[0]) for a in got)
+    assert cached.num_anchors_per_location() == generator.num_anchors_per_location() == [15, 15, 15]
