@@ -16,10 +16,13 @@ One command, every row on the same images and settings; figures printed as table
   training   benchmark_training.py: train-detector's training step and validation, images/s per detector.
   startup    benchmark_startup.py: whole commands in fresh processes (--help, index --help, info, query),
              median seconds and which of torch, torchvision, faiss each imported.
+  detect     benchmark_detect.py: frames/s of each detector on a 640x480 video decoded as a stream is, at its
+             own input size, end to end and detector only, with boxes per frame; CPU in fp32 and bf16 (where
+             fast), and CUDA in fp32 and bf16 when --device cuda.
   quality    benchmark_quality.py: retrieval quality (mAP, P@1, recall@10) on the grocery photos, two
              protocols, random and pretrained weights, poolings, multi-scale, crops, whitening, α-QE, DBA.
 
-Usage: python scripts/benchmark.py [--sections indexing,agreement,query,vectors,training,startup,quality] [--quick]
+Usage: python scripts/benchmark.py [--sections indexing,agreement,query,vectors,training,startup,detect,quality] [--quick]
        [--json]
 """
 
@@ -44,6 +47,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 from benchmark_agreement import agreement_rows
+from benchmark_detect import detect_rows
 from benchmark_quality import print_rows as print_quality
 from benchmark_quality import quality_rows
 from benchmark_reference import ReferenceIndexer
@@ -58,7 +62,7 @@ from retrieval.index.snapshot import IndexSnapshot
 
 GROCERY = ROOT.parent / "shared" / "data" / "grocery" / "val"
 QUICK_QUALITY = ["random weights", "GAP, α-QE k=3"]  # two embedding passes: random and pretrained
-SECTIONS = ("indexing", "agreement", "query", "vectors", "training", "startup", "quality")
+SECTIONS = ("indexing", "agreement", "query", "vectors", "training", "startup", "detect", "quality")
 EMBEDDERS = ("roi", "resnet50")
 
 
@@ -87,6 +91,9 @@ def main() -> None:
             report["training"] = training_rows(args.train_images, args.min_size, args.max_size, args.device, say)
         if "startup" in args.sections:
             report["startup"] = startup_section(args, gallery, work)
+        if "detect" in args.sections:
+            devices = ["cpu", "cuda"] if args.device == "cuda" else ["cpu"]
+            report["detect"] = detect_rows(args.detect_frames, devices, say)
         if "quality" in args.sections:
             report["quality"] = quality_section(args, work)
     if args.json:
@@ -112,11 +119,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--index-types", default="flat,hnsw,ivf,ivfpq", help="index kinds, comma-separated")
     parser.add_argument("--train-images", type=int, default=16, help="synthetic training images per detector")
     parser.add_argument("--startup-runs", type=int, default=5, help="fresh processes per start-up command")
+    parser.add_argument("--detect-frames", type=int, default=40, help="timed video frames per detect row")
     parser.add_argument("--quick", action="store_true", help="a short run: 8 images, 10 queries, 20k vectors")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     args = parser.parse_args()
     if args.quick:
         args.count, args.queries, args.vector_sizes, args.vector_dims, args.train_images = 8, 10, "20000", "1024", 4
+        args.detect_frames = 10
     args.sections = [s for s in args.sections.split(",") if s]
     unknown = sorted(set(args.sections) - set(SECTIONS))
     if unknown:
@@ -315,6 +324,10 @@ def print_report(report: dict) -> None:
     if "startup" in report:
         print("\nStart-up: whole commands, each in a fresh process (median of the runs)")
         table(report["startup"], list(report["startup"][0]))
+    if "detect" in report:
+        print("\nDetection on a 640x480 video (OpenCV decoding, one frame per detect call), each detector at its")
+        print("input size; random weights find few boxes at threshold 0.5 and skip most post-processing")
+        table(report["detect"], list(report["detect"][0]))
     if "quality" in report:
         print("\nRetrieval quality on the grocery photos (benchmark_quality.py)")
         if isinstance(report["quality"], str):

@@ -60,17 +60,24 @@ def write_frames(path: Path, frames, fps: float, size: tuple[int, int] = SIZE) -
 
 
 def write_scene_video(
-    path: str | Path, seconds: float = 10.0, fps: float = 10.0, enters_at: float = 4.0, seed: int = 0, instance: int = 3
+    path: str | Path,
+    seconds: float = 10.0,
+    fps: float = 10.0,
+    enters_at: float = 4.0,
+    seed: int = 0,
+    instance: int = 3,
+    size: tuple[int, int] = SIZE,
 ) -> SceneVideo:
-    """A panning background with demo instance ``instance`` from ``enters_at`` seconds to the end."""
+    """A panning background with demo instance ``instance`` from ``enters_at`` seconds to the end; frames of
+    ``size`` = ``(W, H)`` pixels."""
     rng = np.random.default_rng(seed)
-    width, height = SIZE
+    width, height = size
     background = make_background(rng, (width * 2, height))
     _, sprite, mask = make_instance(rng, instance)
     scale = 0.55 * height / sprite.shape[0]
-    size = (max(8, round(sprite.shape[1] * scale)), max(8, round(sprite.shape[0] * scale)))
-    sprite = cv2.resize(sprite, size, interpolation=cv2.INTER_AREA)
-    mask = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+    sprite_size = (max(8, round(sprite.shape[1] * scale)), max(8, round(sprite.shape[0] * scale)))
+    sprite = cv2.resize(sprite, sprite_size, interpolation=cv2.INTER_AREA)
+    mask = cv2.resize(mask.astype(np.uint8), sprite_size, interpolation=cv2.INTER_NEAREST).astype(bool)
     count = round(seconds * fps)
     first = round(enters_at * fps)
     boxes: dict[int, list[int]] = {}
@@ -80,12 +87,12 @@ def write_scene_video(
         canvas = np.ascontiguousarray(background[:, shift : shift + width])
         if number >= first:
             x = 30 + (number - first) % 40
-            y = (height - size[1]) // 2
-            canvas[y : y + size[1], x : x + size[0]][mask] = sprite[mask]
-            boxes[number] = [x, y, x + size[0], y + size[1]]
+            y = (height - sprite_size[1]) // 2
+            canvas[y : y + sprite_size[1], x : x + sprite_size[0]][mask] = sprite[mask]
+            boxes[number] = [x, y, x + sprite_size[0], y + sprite_size[1]]
         return canvas
 
-    write_frames(path, (frame(n) for n in range(count)), fps)
+    write_frames(path, (frame(n) for n in range(count)), fps, (width, height))
     return SceneVideo(Path(path), fps, count, first / fps, boxes, sprite)
 
 

@@ -1,12 +1,15 @@
-"""Convolutions fused with the ReLU (and residual add) after them, as one oneDNN call on the CPU.
+"""Convolutions fused with the activation (and residual add) after them, as one oneDNN call on the CPU.
 
 With batch norms folded (``speed.fold_batchnorms``), a ResNet bottleneck is conv → ReLU → conv → ReLU →
 conv → + identity → ReLU. Run one op at a time, every ReLU and add is another pass over a large
 activation in memory: about 40% of the detector backbone's time on this 2-core CPU. oneDNN applies
 them as post-ops of the convolution, while the output is still in cache; PyTorch exposes that as
 ``torch.ops.mkldnn._convolution_pointwise``, the op that ``torch.compile``'s CPU backend emits for the
-same pattern. Where that op is missing (another PyTorch build, a GPU), ``fuse_convolutions`` leaves the
-model as it is. A test checks fused outputs against the unfused model.
+same pattern. MobileNetV3 (the mobilenet detectors' trunk) is the same story with hardswish, hardsigmoid and
+many small activations: its inverted residual blocks end in a convolution plus the block's input, and its
+squeeze-excitation branches are two 1x1 convolutions, each with its activation. Where that op is missing
+(another PyTorch build, a GPU), ``fuse_convolutions`` leaves the model as it is. Tests check fused outputs
+against the unfused models.
 """
 
 from __future__ import annotations
@@ -15,7 +18,11 @@ import functools
 
 import torch
 from torch import nn
+from torchvision.models.mobilenetv3 import InvertedResidual
 from torchvision.models.resnet import BasicBlock, Bottleneck
+from torchvision.ops.misc import SqueezeExcitation
+
+ACTIVATIONS = {nn.ReLU: "relu", nn.Hardswish: "hardswish", nn.Hardsigmoid: "hardsigmoid"}  # oneDNN post-ops
 
 
 @functools.lru_cache(maxsize=None)
@@ -34,20 +41,21 @@ def fusion_available() -> bool:
 
 
 class FusedConv(nn.Module):
-    """``conv`` followed by ``relu`` (or nothing), optionally adding a residual first, as one oneDNN call.
+    """``conv`` followed by ``activation`` (a name of ``ACTIVATIONS``, or ``"none"``), optionally adding a
+    residual first, as one oneDNN call.
 
-    ``forward(x, residual=None)``: ``relu(conv(x) + residual)``; ``x`` and ``residual`` are ``(N, C, H, W)``
-    in the convolution's dtype (channels-last memory is fastest).
+    ``forward(x, residual=None)``: ``activation(conv(x) + residual)``; ``x`` and ``residual`` are
+    ``(N, C, H, W)`` in the convolution's dtype (channels-last memory is fastest).
     """
 
-    def __init__(self, conv: nn.Conv2d, relu: bool) -> None:
+    def __init__(self, conv: nn.Conv2d, activation: str = "none") -> None:
         super().__init__()
         if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
             raise ValueError(f"cannot fuse {conv}: only numeric zero padding")
         self.weight, self.bias = conv.weight, conv.bias
         self.padding, self.stride, self.dilation = list(conv.padding), list(conv.stride), list(conv.dilation)
         self.groups = conv.groups
-        self.activation = "relu" if relu else "none"
+        self.activation = activation
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         geometry = (self.padding, self.stride, self.dilation, self.groups)
@@ -56,8 +64,13 @@ class FusedConv(nn.Module):
                 x, self.weight, self.bias, *geometry, self.activation, [], ""
             )
         return torch.ops.mkldnn._convolution_pointwise.binary(
-            x, residual, self.weight, self.bias, *geometry, "add", 1.0, self.activation, [], ""
+            x, residual, self.weight, self.bias, *geometry, "add", 1.0, _unary(self.activation), [], ""
         )
+
+
+def _unary(activation: str) -> str | None:
+    """The activation as the binary (add) op takes it: ``None`` for no activation."""
+    return None if activation == "none" else activation
 
 
 class FusedBottleneck(nn.Module):
@@ -65,18 +78,45 @@ class FusedBottleneck(nn.Module):
 
     def __init__(self, block: Bottleneck) -> None:
         super().__init__()
-        self.conv1 = FusedConv(block.conv1, relu=True)
-        self.conv2 = FusedConv(block.conv2, relu=True)
-        self.conv3 = FusedConv(block.conv3, relu=True)
-        self.downsample = FusedConv(block.downsample[0], relu=False) if block.downsample is not None else None
+        self.conv1 = FusedConv(block.conv1, "relu")
+        self.conv2 = FusedConv(block.conv2, "relu")
+        self.conv3 = FusedConv(block.conv3, "relu")
+        self.downsample = FusedConv(block.downsample[0]) if block.downsample is not None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
         return self.conv3(self.conv2(self.conv1(x)), residual=identity)
 
 
+class FusedInvertedResidual(nn.Module):
+    """MobileNetV3's ``InvertedResidual`` with a shortcut (norms folded away): its last convolution, the
+    projection, adds the block's input in the same oneDNN call."""
+
+    def __init__(self, block: InvertedResidual) -> None:
+        super().__init__()
+        self.expand = block.block[:-1]
+        self.project = FusedConv(block.block[-1][0])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.project(self.expand(x), residual=x)
+
+
+class FusedSqueezeExcitation(nn.Module):
+    """torchvision's ``SqueezeExcitation`` with each of its two 1x1 convolutions fused with its activation."""
+
+    def __init__(self, block: SqueezeExcitation) -> None:
+        super().__init__()
+        self.avgpool = block.avgpool
+        self.fc1 = FusedConv(block.fc1, ACTIVATIONS[type(block.activation)])
+        self.fc2 = FusedConv(block.fc2, ACTIVATIONS[type(block.scale_activation)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.fc1(self.avgpool(x))) * x
+
+
 def fuse_convolutions(module: nn.Module) -> nn.Module:
-    """Fuse, in place, the convolutions of ResNet trunks and conv → ReLU sequences (RPN head); returns ``module``.
+    """Fuse, in place, the convolutions of ResNet and MobileNetV3 trunks and every convolution → activation
+    sequence (RPN heads, ``Conv2dNormActivation``); returns ``module``.
 
     For modules that run on the CPU. Batch norms must already be folded (they are ``nn.Identity``).
     Without ``fusion_available()`` nothing changes.
@@ -90,16 +130,45 @@ def _fuse(module: nn.Module) -> None:
     for name, child in module.named_children():
         if isinstance(child, Bottleneck) and _folded(child):
             setattr(module, name, FusedBottleneck(child))
-        else:
-            _fuse(child)
+            continue
+        _fuse(child)
+        if isinstance(child, InvertedResidual) and child.use_res_connect and _ends_in_plain_conv(child.block):
+            setattr(module, name, FusedInvertedResidual(child))
+        elif type(child) is SqueezeExcitation and _fusable_activations(child):
+            setattr(module, name, FusedSqueezeExcitation(child))
     stem = [getattr(module, name, None) for name in ("conv1", "bn1", "relu")]
     is_stem = not isinstance(module, (Bottleneck, BasicBlock)) and isinstance(stem[0], nn.Conv2d)  # a block reuses relu
     if is_stem and isinstance(stem[1], nn.Identity) and isinstance(stem[2], nn.ReLU):
-        module.conv1, module.relu = FusedConv(stem[0], relu=True), nn.Identity()  # ResNet stem
+        module.conv1, module.relu = FusedConv(stem[0], "relu"), nn.Identity()  # ResNet stem
     if isinstance(module, nn.Sequential):
-        for position in range(len(module) - 1):
-            if isinstance(module[position], nn.Conv2d) and isinstance(module[position + 1], nn.ReLU):
-                module[position], module[position + 1] = FusedConv(module[position], relu=True), nn.Identity()
+        _fuse_sequence(module)
+
+
+def _fuse_sequence(sequence: nn.Sequential) -> None:
+    """Each convolution followed (past folded norms, ``nn.Identity``) by an activation of ``ACTIVATIONS``
+    becomes one fused convolution; the activation becomes ``nn.Identity``."""
+    for position, layer in enumerate(sequence):
+        after = position + 1
+        while after < len(sequence) and type(sequence[after]) is nn.Identity:
+            after += 1
+        if type(layer) is nn.Conv2d and after < len(sequence) and type(sequence[after]) in ACTIVATIONS:
+            sequence[position] = FusedConv(layer, ACTIVATIONS[type(sequence[after])])
+            sequence[after] = nn.Identity()
+
+
+def _ends_in_plain_conv(block: nn.Sequential) -> bool:
+    """True when the last layer is ``Sequential(Conv2d, Identity)``: a projection whose norm was folded."""
+    last = block[-1]
+    return (
+        isinstance(last, nn.Sequential)
+        and len(last) == 2
+        and type(last[0]) is nn.Conv2d
+        and type(last[1]) is nn.Identity
+    )
+
+
+def _fusable_activations(block: SqueezeExcitation) -> bool:
+    return type(block.activation) in ACTIVATIONS and type(block.scale_activation) in ACTIVATIONS
 
 
 def _folded(block: Bottleneck) -> bool:

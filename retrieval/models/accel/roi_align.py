@@ -77,7 +77,8 @@ class ChannelsLastRoIAlign(nn.Module):
         for number, (level, scale) in enumerate(zip(levels, scales)):
             chosen = torch.nonzero(assigned == number).flatten()
             if len(chosen):
-                result[chosen] = self._pool_level(level, all_boxes[chosen] * scale, image_of_box[chosen])
+                pooled = self._pool_level(level, all_boxes[chosen] * scale, image_of_box[chosen])
+                result.index_copy_(0, chosen, pooled)
         return result.permute(0, 3, 1, 2)
 
     def _levels(self, boxes: torch.Tensor, scales: list[float]) -> torch.Tensor:

@@ -47,8 +47,9 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype:
 def fold_batchnorms(module: nn.Module) -> nn.Module:
     """Fold every batch norm that directly follows a convolution into it, in place; returns ``module``.
 
-    Covers torchvision's ResNet layouts: ``convN`` followed by ``bnN`` in one module, and
-    ``Sequential(conv, norm)`` (downsample branches); other modules name their pairs of attributes in a
+    Covers torchvision's ResNet layouts (``convN`` followed by ``bnN`` in one module), a norm right after a
+    convolution in any ``Sequential`` (ResNet downsample branches, ``Conv2dNormActivation`` of MobileNetV3 and
+    EfficientNet: ``Sequential(conv, norm, activation)``); other modules name their pairs of attributes in a
     ``conv_norm_pairs`` class attribute (EfficientNet-Lite's ``(("_conv_stem", "_bn0"), ...)``). Norms must be
     frozen or in eval mode.
     """
@@ -60,14 +61,11 @@ def fold_batchnorms(module: nn.Module) -> nn.Module:
         if isinstance(conv, nn.Conv2d) and _is_norm(norm):
             _fold(conv, norm)
             setattr(module, norm_name, nn.Identity())
-    if (
-        isinstance(module, nn.Sequential)
-        and len(module) == 2
-        and isinstance(module[0], nn.Conv2d)
-        and _is_norm(module[1])
-    ):
-        _fold(module[0], module[1])
-        module[1] = nn.Identity()
+    if isinstance(module, nn.Sequential):
+        for position in range(len(module) - 1):
+            if isinstance(module[position], nn.Conv2d) and _is_norm(module[position + 1]):
+                _fold(module[position], module[position + 1])
+                module[position + 1] = nn.Identity()
     return module
 
 

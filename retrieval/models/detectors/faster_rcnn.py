@@ -32,6 +32,7 @@ from .architectures import COCO_CLASSES, DEFAULT_DETECTOR, DETECTOR_NAMES, build
 from .architectures import COCO_WEIGHTS as ARCHITECTURE_WEIGHTS
 from .checkpoint import model_from_checkpoint, read_checkpoint
 from .frames import to_original_frame, to_resized_frame
+from .inputs import CachedAnchors, input_batch
 from .postprocess import top_detections
 
 ROI_DIMENSION = 1024
@@ -83,7 +84,7 @@ class FasterRCNNModel:
             model, self.identity, self.categories = _checkpoint_detector(detector, weights, classes, min_size, max_size)
         self.architecture = self.identity.get("detector", detector)
         self.dtype = resolve_precision(precision, device)
-        self.model = _fast_inference(model.eval(), self.dtype, device, fuse=self.architecture == DEFAULT_DETECTOR)
+        self.model = _fast_inference(model.eval(), self.dtype, device)
         self.device = device
         self.images_per_forward = 1 if device.type == "cpu" else GPU_IMAGES_PER_FORWARD
         self.max_objects = max_objects
@@ -146,21 +147,18 @@ class FasterRCNNModel:
         return self._pool(features, resized, batch.image_sizes)
 
     def _backbone(self, images: Sequence[np.ndarray]):
-        """Resize and normalise (GeneralizedRCNNTransform), then run the FPN backbone once.
+        """Resize and normalise (GeneralizedRCNNTransform's steps, ``inputs.input_batch``), then run the FPN
+        backbone once.
 
         Returns the batch, the FPN features and each image's frame ``(H, W)`` as the transform saw it:
         the image itself, or the image padded at the bottom or right when it is so thin that resizing
         would leave it less than one feature-map cell wide. Padding does not move original pixel
         coordinates.
         """
-        tensors, frames = [], []
-        for image in images:
-            image = self._pad_thin(image)
-            frames.append(image.shape[:2])
-            tensors.append(torch.from_numpy(image).to(self.device).permute(2, 0, 1).float().div_(255.0))
-        batch, _ = self.model.transform(tensors)
-        pixels = batch.tensors.to(self.dtype).contiguous(memory_format=torch.channels_last)
-        return batch, self.model.backbone(pixels), frames
+        padded = [self._pad_thin(image) for image in images]
+        tensors = [torch.from_numpy(image).to(self.device) for image in padded]
+        batch = input_batch(tensors, self.model.transform, self.dtype)
+        return batch, self.model.backbone(batch.tensors), [image.shape[:2] for image in padded]
 
     def _pad_thin(self, image: np.ndarray) -> np.ndarray:
         """Pad the short side so that after the transform's resize it is at least ``MIN_RESIZED_SIDE`` pixels."""
@@ -219,13 +217,14 @@ def _checkpoint_detector(path: str, weights: str, classes: Sequence[str], min_si
     return model, identity, categories
 
 
-def _fast_inference(model: FasterRCNN, dtype: torch.dtype, device: torch.device, fuse: bool) -> FasterRCNN:
+def _fast_inference(model: FasterRCNN, dtype: torch.dtype, device: torch.device) -> FasterRCNN:
     """The same detector, arranged to run fast: batch norms folded into the backbone's convolutions
-    (speed.py); on the CPU, each convolution fused with the ReLU and residual add after it (fused.py);
+    (speed.py); on the CPU, each convolution fused with the activation and residual add after it (fused.py);
     backbone, RPN head and box head in ``dtype`` with channels-last memory; on the CPU, ROI pooling on
-    those channels-last features (roi_align.py), on CUDA torchvision's; box decoding, scores and NMS in fp32."""
+    those channels-last features (roi_align.py), on CUDA torchvision's; anchors made once per input size, in
+    fp32 (inputs.py); box decoding, scores and NMS in fp32."""
     fold_batchnorms(model.backbone.body)
-    if fuse and device.type == "cpu":  # the ResNet50-FPN layout fused.py knows
+    if device.type == "cpu":
         fuse_convolutions(model.backbone.body)
         fuse_convolutions(model.rpn.head)
     model.backbone = to_inference_layout(model.backbone, dtype)
@@ -234,4 +233,5 @@ def _fast_inference(model: FasterRCNN, dtype: torch.dtype, device: torch.device,
         model.rpn.head = Cast(model.rpn.head, dtype)
         model.roi_heads.box_head = Cast(model.roi_heads.box_head, dtype)
     model.roi_heads.box_roi_pool = roi_pooler_for(model.roi_heads.box_roi_pool, device, dtype)
+    model.rpn.anchor_generator = CachedAnchors(model.rpn.anchor_generator)
     return model.to(device)
