@@ -89,7 +89,8 @@ def test_detect_on_a_video_draws_every_frame_and_records_detections_every_third(
             assert isinstance(detection["label"], str)
     info, summary = document["info"], document["summary"]
     assert (info["kind"], info["fps"], info["width"], info["height"], info["frames"]) == ("file", 10.0, 320, 240, 20)
-    assert info["source"] == str(scene.path) and info["detector"]["source"] == "random"
+    assert info["source"] == str(scene.path) and info["every"] == 3
+    assert info["detector"]["architecture"] == "mobilenet_v3_large_320_fpn" and info["detector"]["source"] == "random"
     assert summary["complete"] and summary["stopped"] == "end" and summary["broke_off"] is None
     assert (summary["frames_read"], summary["frames_detected"], summary["detections"]) == (20, 7, 14)
     assert f"{summary['end_to_end_fps']:.2f}" == overall_fps

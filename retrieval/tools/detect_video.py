@@ -7,10 +7,10 @@ Outputs in ``out``:
   ``--every N`` the frames between two detections show the last one's boxes) and the measured end-to-end
   frames per second in the top left corner (over the last ``RATE_WINDOW`` frames).
 - ``detections.json``: ``{"info": {detector identity, source, kind, fps, width, height, frames announced,
-  every}, "frames": [{"frame", "time" (seconds), "detected", "detections": [{"box": [x1, y1, x2, y2]
+  every, description}, "frames": [{"frame", "time" (seconds), "detected", "detections": [{"box": [x1, y1, x2, y2]
   (frame pixels), "label", "score"}]}], "summary": {...}}``, one entry per frame read (``detected`` false and
   no detections on the frames ``--every`` passes over). It is replaced atomically every ``SAVE_EVERY_SECONDS``
-  and at the end (``summary.complete`` says which), so a run that is killed leaves the JSON of its last
+  (less often once one save takes long: ``save_if_due``) and at the end (``summary.complete`` says which), so a run that is killed leaves the JSON of its last
   save; the mp4 is only playable after a clean end (the end of the video, ``--max-frames``, ``--duration``
   or Ctrl-C).
 
@@ -118,9 +118,9 @@ def detect_video(
         if first is None:
             reason = frames.broke_off or "it holds no frame"
             raise VideoError(f"{source}: no frame could be read ({reason}); give a video that plays")
-        outputs = VideoOutputs(check_output_folder("--out", out), frames.info)
+        outputs = VideoOutputs(check_output_folder("--out", out), frames.info, options.every)
         detector = settings.build()
-        outputs.detector = detector.identity
+        outputs.detector = {"architecture": detector.architecture, **detector.identity}
         summary = VideoSummary(frames.info.source, frames.info.kind)
         _run(chain([first], stream), detector, outputs, summary, options, progress)
         summary.broke_off = frames.broke_off
@@ -171,8 +171,9 @@ def _run(stream, detector, outputs: "VideoOutputs", summary: VideoSummary, optio
 class VideoOutputs:
     """``annotated.mp4`` and ``detections.json`` of one run, written as frames come (see the module)."""
 
-    def __init__(self, out: Path, info: StreamInfo) -> None:
+    def __init__(self, out: Path, info: StreamInfo, every: int) -> None:
         self.info = info
+        self.every = every
         self.detector: dict = {}
         self.video_path = out / VIDEO_NAME
         self.results_path = out / RESULTS_NAME
@@ -181,6 +182,7 @@ class VideoOutputs:
         self._size: tuple[int, int] | None = None
         self._done: deque[float] = deque(maxlen=RATE_WINDOW)
         self._saved = time.monotonic()
+        self._save_seconds = 0.0
 
     def add(self, index: int, seconds: float, rgb: np.ndarray, drawn: ImageObjects | None, found) -> None:
         """Write frame ``index`` (``(H, W, 3)`` uint8 RGB at ``seconds``) with ``drawn``'s boxes and the rate;
@@ -210,16 +212,20 @@ class VideoOutputs:
             raise RetrievalError(f"cannot write {self.video_path} (OpenCV's mp4v writer); check --out")
 
     def save_if_due(self, summary: VideoSummary) -> None:
-        """Replace ``detections.json`` when ``SAVE_EVERY_SECONDS`` have passed since the last save."""
-        if time.monotonic() - self._saved >= SAVE_EVERY_SECONDS:
+        """Replace ``detections.json`` when ``SAVE_EVERY_SECONDS`` have passed since the last save, or 20 times
+        the last save's own time if that is longer (a long stream's saves then take at most 5% of the run)."""
+        if time.monotonic() - self._saved >= max(SAVE_EVERY_SECONDS, 20 * self._save_seconds):
             self.save(summary, complete=False)
 
     def save(self, summary: VideoSummary, complete: bool) -> None:
         """Replace ``detections.json`` atomically with the frames so far and ``summary``."""
-        info = {**asdict(self.info), "detector": self.detector, "description": "retrieval detect (video)"}
+        described = {"detector": self.detector, "every": self.every, "description": "retrieval detect (video)"}
+        info = {**asdict(self.info), **described}
         document = {"info": info, "frames": self.frames, "summary": {**summary.to_dict(), "complete": complete}}
+        started = time.monotonic()
         atomic_write_text(self.results_path, json.dumps(document, indent=None, separators=(",", ":")))
         self._saved = time.monotonic()
+        self._save_seconds = self._saved - started
 
     def close(self, summary: VideoSummary) -> None:
         """Finish the video file and write the complete ``detections.json``."""
