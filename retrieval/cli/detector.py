@@ -6,6 +6,7 @@ import json
 
 import click
 
+from ..errors import SettingsError
 from ..images import DEFAULT_MAX_PIXELS
 from ..models.names import DETECTOR_NAMES, TRAINING_DEVICES
 from ..text import plural
@@ -24,7 +25,7 @@ from .common import (
 
 
 @click.command()
-@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(), metavar="IMAGES... | VIDEO_OR_STREAM")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the outputs.")
 @click.option("--weights", default="default", show_default=True, help="The detector's weights: " + WEIGHTS_HELP + ".")
 @click.option(
@@ -37,12 +38,19 @@ from .common import (
 @device_option
 @precision_option
 @click.option(
-    "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, show_default=True, help="Skip images with more pixels."
+    "--max-pixels",
+    type=int,
+    default=DEFAULT_MAX_PIXELS,
+    show_default=True,
+    help="Skip images (refuse a video) with more pixels a frame.",
 )
+@click.option("--every", type=int, default=1, show_default=True, help="Video: detect on every Nth frame.")
+@click.option("--max-frames", type=int, help="Video: stop after this many frames.")
+@click.option("--duration", type=float, help="Video: stop after this many seconds of video.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @user_errors
 def detect(
-    images,
+    inputs,
     out_dir,
     weights,
     detector,
@@ -54,14 +62,24 @@ def detect(
     device,
     precision,
     max_pixels,
+    every,
+    max_frames,
+    duration,
     quiet,
 ):
-    """Detect objects in IMAGES (files or folders): draw them, and write COCO-style detections.json.
+    """Detect objects in IMAGES (files or folders), or on one VIDEO_OR_STREAM, frame by frame.
 
-    OUT gets one .jpg per image with boxes, labels and scores drawn, and detections.json (a COCO
+    Images: OUT gets one .jpg per image with boxes, labels and scores drawn, and detections.json (a COCO
     dataset whose annotations carry a score; usable as 'retrieval index --annotations').
+
+    Video: one video file (mp4, mov, avi, mkv, webm), a stream URL (rtsp://, rtsps://, http://, https://)
+    or a camera index (0 is the first camera). OUT gets annotated.mp4 (each frame with the latest boxes and
+    the measured frames per second drawn) and detections.json (every frame's number, time in seconds and
+    detections; saved every 10 s and at the end). --every N detects on frames 0, N, 2N, ...; a stream runs
+    until it ends, --max-frames, --duration or Ctrl-C, which finishes the outputs.
     """
     from ..tools.detect import DetectSettings, detect_images
+    from ..tools.streams import stream_input
 
     configure_logging(quiet)
     wanted = tuple(name.strip() for name in classes.split(",") if name.strip())
@@ -77,10 +95,32 @@ def detect(
         precision=precision,
         max_pixels=max_pixels,
     )
-    summary = detect_images(images, out_dir, settings, progress=not quiet)
+    video = stream_input(inputs)
+    if video is not None:
+        _detect_video(video, out_dir, settings, every, max_frames, duration, quiet)
+        return
+    if every != 1 or max_frames is not None or duration is not None:
+        raise SettingsError("--every, --max-frames and --duration apply to a video: give one video, URL or camera")
+    summary = detect_images(inputs, out_dir, settings, progress=not quiet)
     found = f"{plural(summary.detections, 'object')} in {plural(summary.images, 'image')}"
     click.echo(f"{found}; pictures and {summary.results} written")
     print_skipped(summary.skipped)
+
+
+def _detect_video(video, out_dir, settings, every, max_frames, duration, quiet) -> None:
+    """``retrieval detect`` on one video, stream or camera: run it and print its summary line."""
+    from ..tools.detect_video import VideoOptions, detect_video
+
+    options = VideoOptions(every=every, max_frames=max_frames, duration=duration)
+    summary = detect_video(video, out_dir, settings, options, progress=not quiet)
+    given = {"--max-frames": f" {max_frames}", "--duration": f" {duration} s", "Ctrl-C": ""}.get(summary.stopped)
+    stop = f"; stopped by {summary.stopped}{given}" if given is not None else ""
+    early = f"; the video ended early: {summary.broke_off}" if summary.broke_off else ""
+    click.echo(
+        f"read {plural(summary.frames_read, 'frame')}, detected on {summary.frames_detected}, "
+        f"{plural(summary.detections, 'object')}; {summary.detector_fps:.2f} frames/s detector only, "
+        f"{summary.end_to_end_fps:.2f} frames/s end to end{stop}{early}; {summary.video} and {summary.results} written"
+    )
 
 
 @click.command("train-detector")

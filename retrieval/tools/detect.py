@@ -26,10 +26,12 @@ from ..models.names import COCO_CATEGORIES, DEFAULT_DETECTOR, DETECTOR_NAMES, DE
 from ..objects import ImageObjects
 from ..sources.folder import is_image_name, walk_gallery
 from ..validation import check_choice, check_classes, check_detector_input, check_int, check_output_folder
+from ..videos import is_video_name
 from .visualize import draw_detections, save_picture
 
 IMAGES_PER_BATCH = 8
 RESULTS_NAME = "detections.json"
+VIDEO_IN_FOLDER = "a video file: detect it on its own: retrieval detect FILE --out DIR"
 
 
 @dataclass
@@ -99,7 +101,8 @@ def list_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[InputImage], 
     it is the only input (so that ``detections.json`` can annotate that folder as a gallery), else
     ``folder name/relative path``; a file's name is its file name.
 
-    Returns ``(images, problems)``; a missing path, a pipe or a non-image file is a problem, not an error.
+    Returns ``(images, problems)``; a missing path, a pipe, a non-image file or a video in a folder is a
+    problem, not an error.
     """
     images, problems, names = [], [], set()
     for given in inputs:
@@ -107,6 +110,7 @@ def list_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[InputImage], 
         if path.is_dir():
             listing = walk_gallery(path)
             problems += [(str(path / rel), reason) for rel, reason in listing.problems]
+            problems += [(str(video), VIDEO_IN_FOLDER) for video in _videos_under(path)]
             prefix = f"{listing.root.name}/" if len(inputs) > 1 else ""
             candidates = [(listing.root / rel, prefix + rel) for rel in listing.images]
         elif path.exists() and not path.is_file():
@@ -128,6 +132,12 @@ def list_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[InputImage], 
             names.add(unique)
             images.append(InputImage(file, unique))
     return images, problems
+
+
+def _videos_under(folder: Path) -> list[Path]:
+    """The video files (``videos.is_video_name``) in ``folder`` and its subfolders, sorted; they are not
+    detected in with the images, only reported."""
+    return sorted(path for path in folder.rglob("*") if is_video_name(path.name) and path.is_file())
 
 
 def detect_images(

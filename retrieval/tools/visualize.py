@@ -3,7 +3,8 @@
 - The ``--save-vis`` picture: the query on the left at twice the tile size, results in a grid of
   ``COLUMNS`` tiles to its right, best first; each tile shows the image fitted into a square (aspect
   kept), its box, rank, score and label.
-- ``retrieval detect``'s pictures: an image with each detection's box, label and score.
+- ``retrieval detect``'s pictures: an image with each detection's box, label and score; on a video's
+  frames also the measured frame rate in the top left corner (``draw_corner_text``).
 """
 
 from __future__ import annotations
@@ -130,3 +131,12 @@ def draw_detections(
             canvas, caption, (x1 + 3, top + height + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA
         )
     return canvas
+
+
+def draw_corner_text(rgb: np.ndarray, text: str) -> np.ndarray:
+    """``rgb`` (``(H, W, 3)`` uint8, drawn in place and returned) with ``text`` on a dark band in its top left."""
+    scale = max(0.5, max(rgb.shape[:2]) / 1000)
+    (width, height), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    cv2.rectangle(rgb, (0, 0), (width + 10, height + baseline + 8), BACKGROUND, -1)
+    cv2.putText(rgb, text, (5, height + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, TEXT_COLOUR, 1, cv2.LINE_AA)
+    return rgb
