@@ -3,7 +3,7 @@
 A synthetic scene (``retrieval.testing.videos.write_scene_video``, 640x480, 10 fps) is decoded the way a
 live stream is (OpenCV ``VideoCapture``, frame after frame, BGR to RGB) and each frame goes through
 ``FasterRCNNModel.detect`` alone (``retrieval detect``'s settings: score threshold 0.5, at most 20 objects),
-at the detector's own input size (``architectures.INPUT_SIZES``: torchvision's). For each device (the CPU;
+at the detector's own input size (``models.names.INPUT_SIZES``: torchvision's). For each device (the CPU;
 CUDA when there is one) and precision (fp32; bf16 where it runs fast, fp16 too on CUDA GPUs without bf16),
 each detector's row: ``end_to_end_fps`` (decode + detect), ``detector_fps`` (detect only), boxes per frame.
 Rates are one over the median frame time, so that another program's burst on a shared machine moves them
@@ -29,7 +29,8 @@ import cv2
 import torch
 
 from retrieval.models.accel.speed import cpu_has_fast_bf16
-from retrieval.models.detectors.architectures import COCO_WEIGHTS, INPUT_SIZES
+from retrieval.models.detectors.architectures import COCO_WEIGHTS
+from retrieval.models.names import INPUT_SIZES
 from retrieval.models.weights import weights_cache_dir
 from retrieval.testing.videos import write_scene_video
 from retrieval.tools.detect import DetectSettings

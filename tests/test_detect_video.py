@@ -222,6 +222,7 @@ def test_detections_json_is_saved_as_the_video_runs(tmp_path, scene, monkeypatch
         saves.append((len(document["frames"]), document["summary"]["complete"]))
 
     monkeypatch.setattr(detect_video_module, "SAVE_EVERY_SECONDS", 0.0)
+    monkeypatch.setattr(detect_video_module, "SAVE_COST_FACTOR", 0)  # however long a save took on this machine
     monkeypatch.setattr(detect_video_module.VideoOutputs, "save", recorded)
     detect_video(scene.path, tmp_path / "out", SETTINGS, VideoOptions(max_frames=3), progress=False)
     assert saves == [(1, False), (2, False), (3, False), (3, True)]
@@ -298,3 +299,23 @@ def test_a_number_that_names_an_existing_folder_is_a_folder_not_a_camera(tmp_pat
     assert stream_input(["1"]) == "1"
     with pytest.raises(SettingsError, match="^1 is a video, a stream or a camera given with 1 other inputs"):
         stream_input(["1", "photo.jpg"])
+
+
+@pytest.mark.parametrize(
+    "given, built",
+    [
+        (["--detector", "mobilenet_v3_large_320_fpn"], (320, 640)),  # its own input size when none is given
+        (["--detector", "mobilenet_v3_large_fpn"], (800, 1333)),
+        (["--detector", "mobilenet_v3_large_320_fpn", "--min-size", "400"], (400, 1333)),  # as given
+    ],
+)
+def test_detect_runs_a_detector_at_its_own_input_size_unless_told(tmp_path, scene, monkeypatch, given, built):
+    sizes = []
+
+    def build(self):
+        sizes.append((self.min_size, self.max_size))
+        raise SettingsError("built")
+
+    monkeypatch.setattr(DetectSettings, "build", build)
+    result = cli("detect", scene.path, "--out", tmp_path / "out", "--weights", "random", *given, "--quiet")
+    assert result.exit_code == 1 and "built" in result.output and sizes == [built]

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import click
+from click.core import ParameterSource
 
 from ..errors import SettingsError
 from ..images import DEFAULT_MAX_PIXELS
-from ..models.names import DETECTOR_NAMES, TRAINING_DEVICES
+from ..models.names import DETECTOR_NAMES, INPUT_SIZES, TRAINING_DEVICES
 from ..text import plural
 from ..training import SPLITS
 from .common import (
@@ -77,12 +78,16 @@ def detect(
     the measured frames per second drawn) and detections.json (every frame's number, time in seconds and
     detections; saved every 10 s and at the end). --every N detects on frames 0, N, 2N, ...; a stream runs
     until it ends, --max-frames, --duration or Ctrl-C, which finishes the outputs.
+
+    Without --min-size and --max-size a detector runs at its own input size (320/640 for
+    mobilenet_v3_large_320_fpn, 800/1333 for the others).
     """
     from ..tools.detect import DetectSettings, detect_images
     from ..tools.streams import stream_input
 
     configure_logging(quiet)
     wanted = tuple(name.strip() for name in classes.split(",") if name.strip())
+    min_size, max_size = _natural_input_size(detector, min_size, max_size)
     settings = DetectSettings(
         detector=detector,
         weights=weights,
@@ -222,3 +227,11 @@ def evaluate_detector_command(data_dir, checkpoint, split, score_threshold, devi
     click.echo(f"mAP@[.5:.95] {report['mAP']:.4f}  mAP@.5 {report['mAP50']:.4f}")
     if save_vis:
         click.echo(f"pictures (ground truth orange, predictions green) in {save_vis}")
+
+
+def _natural_input_size(detector: str, min_size: int, max_size: int) -> tuple[int, int]:
+    """``(min_size, max_size)``: as given, or, where both were left at their defaults, the detector's own
+    (``models.names.INPUT_SIZES``; a checkpoint keeps the defaults)."""
+    context = click.get_current_context()
+    defaulted = all(context.get_parameter_source(name) == ParameterSource.DEFAULT for name in ("min_size", "max_size"))
+    return INPUT_SIZES[detector] if defaulted and detector in INPUT_SIZES else (min_size, max_size)

@@ -2,6 +2,12 @@
 
 DETECTOR_NAMES = ("resnet50_fpn", "resnet50_fpn_v2", "mobilenet_v3_large_fpn", "mobilenet_v3_large_320_fpn")
 DEFAULT_DETECTOR = "resnet50_fpn"
+INPUT_SIZES: dict[str, tuple[int, int]] = {  # (min_size, max_size) torchvision builds each detector with
+    "resnet50_fpn": (800, 1333),
+    "resnet50_fpn_v2": (800, 1333),
+    "mobilenet_v3_large_fpn": (800, 1333),
+    "mobilenet_v3_large_320_fpn": (320, 640),
+}
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 TRAINING_DEVICES = ("cpu", "cuda")  # train-detector and evaluate-detector: no auto

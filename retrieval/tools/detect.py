@@ -26,7 +26,6 @@ from ..models.names import COCO_CATEGORIES, DEFAULT_DETECTOR, DETECTOR_NAMES, DE
 from ..objects import ImageObjects
 from ..sources.folder import is_image_name, walk_gallery
 from ..validation import check_choice, check_classes, check_detector_input, check_int, check_output_folder
-from ..videos import is_video_name
 from .visualize import draw_detections, save_picture
 
 IMAGES_PER_BATCH = 8
@@ -108,9 +107,9 @@ def list_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[InputImage], 
     for given in inputs:
         path = Path(given)
         if path.is_dir():
-            listing = walk_gallery(path)
+            listing = walk_gallery(path, videos=True)
             problems += [(str(path / rel), reason) for rel, reason in listing.problems]
-            problems += [(str(video), VIDEO_IN_FOLDER) for video in _videos_under(path)]
+            problems += [(str(path / video), VIDEO_IN_FOLDER) for video in listing.videos]
             prefix = f"{listing.root.name}/" if len(inputs) > 1 else ""
             candidates = [(listing.root / rel, prefix + rel) for rel in listing.images]
         elif path.exists() and not path.is_file():
@@ -132,12 +131,6 @@ def list_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[InputImage], 
             names.add(unique)
             images.append(InputImage(file, unique))
     return images, problems
-
-
-def _videos_under(folder: Path) -> list[Path]:
-    """The video files (``videos.is_video_name``) in ``folder`` and its subfolders, sorted; they are not
-    detected in with the images, only reported."""
-    return sorted(path for path in folder.rglob("*") if is_video_name(path.name) and path.is_file())
 
 
 def detect_images(

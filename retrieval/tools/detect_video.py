@@ -43,6 +43,7 @@ from .visualize import draw_corner_text, draw_detections
 
 VIDEO_NAME = "annotated.mp4"
 SAVE_EVERY_SECONDS = 10.0
+SAVE_COST_FACTOR = 20  # saves at least this many times their own duration apart (at most 5% of a run)
 RATE_WINDOW = 30  # frames
 
 
@@ -212,9 +213,10 @@ class VideoOutputs:
             raise RetrievalError(f"cannot write {self.video_path} (OpenCV's mp4v writer); check --out")
 
     def save_if_due(self, summary: VideoSummary) -> None:
-        """Replace ``detections.json`` when ``SAVE_EVERY_SECONDS`` have passed since the last save, or 20 times
-        the last save's own time if that is longer (a long stream's saves then take at most 5% of the run)."""
-        if time.monotonic() - self._saved >= max(SAVE_EVERY_SECONDS, 20 * self._save_seconds):
+        """Replace ``detections.json`` when ``SAVE_EVERY_SECONDS`` have passed since the last save, or
+        ``SAVE_COST_FACTOR`` times the last save's own time if that is longer (a long stream's saves then take
+        at most 5% of the run)."""
+        if time.monotonic() - self._saved >= max(SAVE_EVERY_SECONDS, SAVE_COST_FACTOR * self._save_seconds):
             self.save(summary, complete=False)
 
     def save(self, summary: VideoSummary, complete: bool) -> None:

@@ -39,12 +39,6 @@ COCO_WEIGHTS: dict[str, WeightsEnum] = {
     "mobilenet_v3_large_fpn": FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1,
     "mobilenet_v3_large_320_fpn": FasterRCNN_MobileNet_V3_Large_320_FPN_Weights.COCO_V1,
 }
-INPUT_SIZES: dict[str, tuple[int, int]] = {  # (min_size, max_size) torchvision builds each with, as above
-    "resnet50_fpn": (800, 1333),
-    "resnet50_fpn_v2": (800, 1333),
-    "mobilenet_v3_large_fpn": (800, 1333),
-    "mobilenet_v3_large_320_fpn": (320, 640),
-}
 COCO_CLASSES = 91  # torchvision's COCO numbering, background and "N/A" gaps included
 
 
