@@ -21,6 +21,10 @@ class Result(BaseModel):
     detection_score: float | None
     object_id: int
     item: str  # the gallery item's key (a folder's: the image's path relative to the gallery)
+    video: str | None = None  # a frame's: the video's absolute path (as image); null, as the next three, for images
+    frame: int | None = None  # the frame's number in its video
+    time: float | None = None  # the frame's time in its video, seconds
+    span: list[float] | None = None  # [start, end] seconds of the consecutive matching frames merged into this result
     thumbnail: str
     picture: str
 
