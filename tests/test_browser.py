@@ -1,6 +1,6 @@
 """The web page in a real headless browser (Debian's chromium driven by Playwright) against the real
 server on loopback: upload an image, draw a box, see the expected results; click a result; pick a
-gallery image and click one of its objects."""
+gallery image and click one of its objects; a video's frame result shows its time."""
 
 import json
 import os
@@ -9,10 +9,14 @@ import shutil
 
 import pytest
 
+from contextlib import contextmanager
+
 from retrieval import Searcher, build_index
+from retrieval.text import clock
 
 from tests.conftest import ANNOTATED_RESNET, GALLERY, QUERY
 from retrieval.testing.live_server import running_server
+from tests.test_video_pictures import VIDEO_SETTINGS, video_gallery
 
 playwright_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed (pip install '.[test]')"
@@ -34,15 +38,22 @@ def server(tmp_path_factory):
         yield base, index
 
 
-@pytest.fixture
-def page(server):
+@contextmanager
+def browsing(base: str, summary: str):
+    """A page of the server at ``base``, once its index summary says ``summary``."""
     with playwright_api.sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=BROWSER, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.goto(server[0] + "/")
-        page.wait_for_function("document.getElementById('index-summary').textContent.includes('40 images')")
+        page.goto(base + "/")
+        page.wait_for_function(f"document.getElementById('index-summary').textContent.includes({summary!r})")
         yield page
         browser.close()
+
+
+@pytest.fixture
+def page(server):
+    with browsing(server[0], "40 images") as page:
+        yield page
 
 
 def drag_box(page, box):
@@ -115,3 +126,23 @@ def test_pick_a_gallery_image_and_click_one_of_its_objects(page, server):
     scale = rect["width"] / 640
     page.mouse.click(rect["x"] + (x1 + x2) / 2 * scale, rect["y"] + (y1 + y2) / 2 * scale)
     assert results(page)[0]["id"] == int(snapshot.object_ids[row])
+
+
+def test_a_video_result_shows_the_time_of_its_frame(tmp_path):
+    """Needs the frame fields (``time``, ``span``) in ``/api/query`` results: the result contract."""
+    gallery = video_gallery(tmp_path)
+    build_index(gallery, tmp_path / "index", VIDEO_SETTINGS, progress=False)
+    expected = Searcher(tmp_path / "index", device="cpu").query(tmp_path / "object.png", None, top_k=10)
+    with running_server(tmp_path / "index") as base, browsing(base, "objects") as page:
+        page.set_input_files("#file-input", str(tmp_path / "object.png"))
+        page.locator("#whole-image").click()
+        assert [r["id"] for r in results(page)] == [r.object_id for r in expected]
+        best = next(r for r in expected if r.time is not None)
+        card = page.locator(f".result[data-object-id='{best.object_id}']")
+        shown = card.locator(".time").text_content()
+        assert shown.startswith(f"at {clock(best.time)}") and card.locator(".path").text_content() == "clip.mp4"
+        start, end = best.span
+        assert shown == f"at {clock(best.time)}" + (f", seen {clock(start)}–{clock(end)}" if end > start else "")
+        thumbnail = card.locator("img").element_handle()
+        page.wait_for_function("picture => picture.complete && picture.naturalWidth > 0", arg=thumbnail)
+        assert thumbnail.evaluate("picture => picture.naturalWidth") == 320  # the frame, from the server

@@ -45,7 +45,7 @@ from ..models.registry import EMBEDDERS
 from ..settings import OBJECT_SOURCES, IndexSettings
 from ..sources.video import DEFAULT_MIN_CHANGE, DEFAULT_VIDEO_FPS, is_frame_key
 from ..videos import is_video_name
-from ..text import plural
+from ..text import clock, plural
 from ..validation import check_int
 
 
@@ -404,14 +404,8 @@ def _time_text(result) -> str:
     frame; ``-`` for a still image."""
     if result.time is None:
         return "-"
-    start, end = (_clock(t) for t in result.span)
-    return _clock(result.time) + (f" ({start}–{end})" if start != end else "")
-
-
-def _clock(seconds: float) -> str:
-    """``seconds`` as ``mm:ss.s`` (minutes past 59 go on counting)."""
-    minutes, tenths = divmod(round(seconds * 10), 600)
-    return f"{minutes:02d}:{tenths / 10:04.1f}"
+    start, end = (clock(t) for t in result.span)
+    return clock(result.time) + (f" ({start}–{end})" if start != end else "")
 
 
 def _weights_text(identity: dict) -> str:

@@ -1,5 +1,5 @@
-"""What the routes share: the server state, the index state one request answers from, an indexed image's
-file, and an upload's bytes within the limit.
+"""What the routes share: the server state, the index state one request answers from, an indexed item's
+file (an image's, or a video frame's video) and query picture, and an upload's bytes within the limit.
 
 The ``ServerState`` lives on ``app.state.server`` (``create_app`` puts it there); routes take it, or one
 consistent snapshot of the index, as FastAPI dependencies (``State``, ``Snapshot``, ``Searchable``).
@@ -12,6 +12,8 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, UploadFile
 
+from ..images import LoadedImage
+from ..index.pictures import item_time, picture_rgb
 from ..index.snapshot import IndexSnapshot
 from ..models import Embedder
 from .pictures import OutsideGallery, gallery_file
@@ -39,13 +41,23 @@ Searchable = Annotated[tuple[IndexSnapshot, Embedder], Depends(searchable)]
 
 
 def indexed_file(snap: IndexSnapshot, image_id: int) -> Path:
-    """The file of an indexed gallery image; 404 for any other id, 403 when it resolves outside the gallery."""
+    """The file of an indexed gallery item (a video frame's: its video); 404 for any other id, 403 when it
+    resolves outside the gallery."""
     if image_id not in snap.image_paths:
         raise HTTPException(404, f"image {image_id} is not an indexed gallery image")
     try:
         return gallery_file(snap.gallery_root, snap.image_paths[image_id])
     except OutsideGallery:
         raise HTTPException(403, f"image {image_id} lies outside the gallery folder; it is not served") from None
+
+
+def indexed_picture(snap: IndexSnapshot, image_id: int) -> Path | LoadedImage:
+    """An indexed item as a query image: an image's file, or a video frame's pixels decoded from its video
+    (a frame has no file of its own: its hash, size and time fields are empty). 404 and 403 as ``indexed_file``."""
+    path, time = indexed_file(snap, image_id), item_time(snap, image_id)
+    if time is None:
+        return path
+    return LoadedImage(rgb=picture_rgb(path, time), sha256="", file_size=0, mtime_ns=0)
 
 
 async def read_upload(upload: UploadFile, limit: int) -> bytes:

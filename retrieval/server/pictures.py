@@ -1,5 +1,6 @@
-"""Gallery images as the browser gets them: re-encoded JPEG, EXIF orientation applied (the frame every box
-is in), full size or as thumbnails. Only files of the index's gallery are ever read."""
+"""Gallery pictures as the browser gets them: re-encoded JPEG, EXIF orientation applied (the frame every box
+is in), full size or as thumbnails; a video frame item's picture is its frame, decoded from the video at the
+frame's time. Only files of the index's gallery are ever read."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..images import load_image, stat_file
-from ..images import oriented_size as image_size
+from ..images import stat_file
+from ..index.pictures import picture_rgb
 
 THUMBNAIL_SIDE = 320
 JPEG_QUALITY = 90
@@ -30,16 +31,11 @@ def gallery_file(root: Path, rel_path: str) -> Path:
     return path
 
 
-def picture(path: Path, thumbnail: bool) -> tuple[bytes, int, int]:
-    """``(JPEG bytes, width, height)`` of the image at ``path`` (a thumbnail: longest side 320)."""
+def picture(path: Path, thumbnail: bool, time: float | None = None) -> tuple[bytes, int, int]:
+    """``(JPEG bytes, width, height)`` of the image at ``path``, or of the frame at ``time`` seconds of the video
+    at ``path`` (a thumbnail: longest side 320)."""
     info = stat_file(path)
-    return _encoded(str(path), info.st_mtime_ns, info.st_size, thumbnail)
-
-
-def oriented_size(path: Path) -> tuple[int, int]:
-    """``(width, height)`` of the image as displayed (EXIF orientation applied), from the header alone."""
-    info = stat_file(path)
-    return _size(str(path), info.st_mtime_ns, info.st_size)
+    return _encoded(str(path), info.st_mtime_ns, info.st_size, thumbnail, time)
 
 
 def encode_jpeg(rgb: np.ndarray) -> bytes:
@@ -50,17 +46,12 @@ def encode_jpeg(rgb: np.ndarray) -> bytes:
 
 
 @lru_cache(maxsize=1024)
-def _encoded(path: str, mtime_ns: int, size: int, thumbnail: bool) -> tuple[bytes, int, int]:
-    """Cached by path, modification time and size, so a changed file is read again."""
-    rgb = load_image(path).rgb
+def _encoded(path: str, mtime_ns: int, size: int, thumbnail: bool, time: float | None) -> tuple[bytes, int, int]:
+    """Cached by path, modification time, size (so a changed file is read again) and frame time."""
+    rgb = picture_rgb(path, time)
     height, width = rgb.shape[:2]
     if thumbnail:
         image = Image.fromarray(rgb)
         image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.BILINEAR)
         rgb = np.asarray(image)
     return encode_jpeg(rgb), width, height
-
-
-@lru_cache(maxsize=65536)
-def _size(path: str, mtime_ns: int, size: int) -> tuple[int, int]:
-    return image_size(path)

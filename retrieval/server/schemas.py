@@ -21,6 +21,10 @@ class Result(BaseModel):
     detection_score: float | None
     object_id: int
     item: str  # the gallery item's key (a folder's: the image's path relative to the gallery)
+    video: str | None = None  # a frame's: the video's absolute path (as image); null, as the next three, for images
+    frame: int | None = None  # the frame's number in its video
+    time: float | None = None  # the frame's time in its video, seconds
+    span: list[float] | None = None  # [start, end] seconds of the consecutive matching frames merged into this result
     thumbnail: str
     picture: str
 
@@ -40,8 +44,12 @@ class GalleryObject(BaseModel):
 
 class ImageSummary(BaseModel):
     image_id: int
-    item: str
-    path: str
+    item: str  # the item's key (an image: its path; a video frame: "<video path>#t=<seconds>")
+    path: str  # the file's path relative to the gallery (a frame's: its video's)
+    kind: str  # "image" or "frame" (a sampled frame of a video)
+    video: str | None  # a frame's video, relative to the gallery (null for images); so are frame and time:
+    frame: int | None  # the frame's number in its video (0 = the first)
+    time: float | None  # the frame's time in its video, seconds
     objects: int
     thumbnail: str
     picture: str

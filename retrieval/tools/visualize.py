@@ -1,8 +1,8 @@
 """Pictures drawn with OpenCV.
 
 - The ``--save-vis`` picture: the query on the left at twice the tile size, results in a grid of
-  ``COLUMNS`` tiles to its right, best first; each tile shows the image fitted into a square (aspect
-  kept), its box, rank, score and label.
+  ``COLUMNS`` tiles to its right, best first; each tile shows the image (a video result: its frame)
+  fitted into a square (aspect kept), its box, rank, score and label, and a frame's time (``mm:ss.s``).
 - ``retrieval detect``'s pictures: an image with each detection's box, label and score; on a video's
   frames also the measured frame rate in the top left corner (``draw_corner_text``).
 """
@@ -17,7 +17,8 @@ import cv2
 import numpy as np
 
 from ..errors import ImageError, SettingsError
-from ..images import load_image
+from ..index.pictures import picture_rgb
+from ..text import clock
 
 TILE = 220
 CAPTION = 26
@@ -99,17 +100,19 @@ def _draw_tile(canvas: np.ndarray, tile: Tile, top: int, left: int, size: int, c
 
 
 def results_picture(query_rgb: np.ndarray, query_box: Sequence[float] | None, results: Sequence) -> np.ndarray:
-    """The picture for a query (``(H, W, 3)`` RGB and its box) and its ``SearchResult`` list."""
+    """The picture for a query (``(H, W, 3)`` RGB and its box) and its ``SearchResult`` list (a frame result,
+    ``time`` not ``None``: the frame at that time of its video, ``image``)."""
     height, width = query_rgb.shape[:2]
     box = query_box if query_box is not None else (0, 0, width, height)
     tiles = []
     for result in results:
         try:
-            rgb = load_image(result.image).rgb
+            rgb = picture_rgb(result.image, result.time)
         except ImageError:
             rgb = None
+        time = f" {clock(result.time)}" if result.time is not None else ""
         label = f" {result.label}" if result.label else ""
-        tiles.append(Tile(rgb, result.box, f"#{result.rank} {result.score:.3f}{label}"))
+        tiles.append(Tile(rgb, result.box, f"#{result.rank} {result.score:.3f}{time}{label}"))
     return render_results(Tile(query_rgb, box, "query"), tiles)
 
 

@@ -1,21 +1,23 @@
-"""``/api/images``: the indexed gallery images, their stored objects, and their pictures as JPEG."""
+"""``/api/images``: the indexed gallery items (images, and the sampled frames of videos: each frame is an item
+of its own), their stored objects, and their pictures as JPEG."""
 
 from __future__ import annotations
 
 import numpy as np
 from fastapi import APIRouter, Query, Response
 
+from ...index.pictures import item_time, picture_size
 from ...index.snapshot import IndexSnapshot
 from ...validation import check_int
 from ..deps import Snapshot, indexed_file
-from ..pictures import oriented_size, picture
+from ..pictures import picture
 from ..schemas import GalleryObject, ImageDetail, ImageList, ImageSummary
 
 MAX_LISTED = 1000
 router = APIRouter(prefix="/api/images")
 
 
-@router.get("", response_model=ImageList, summary="Indexed gallery images, by path")
+@router.get("", response_model=ImageList, summary="Indexed gallery items (images and video frames), by path")
 def images(
     snap: Snapshot,
     offset: int = Query(0, description="position in the listing sorted by path, from 0"),
@@ -31,11 +33,11 @@ def images(
     )
 
 
-@router.get("/{image_id}", response_model=ImageDetail, summary="One gallery image and its objects")
+@router.get("/{image_id}", response_model=ImageDetail, summary="One gallery item (an image or a frame), its objects")
 def image(snap: Snapshot, image_id: int) -> ImageDetail:
     path = indexed_file(snap, image_id)
     rows = np.flatnonzero(snap.object_image == image_id)
-    width, height = oriented_size(path)
+    width, height = picture_size(path, video=image_id in snap.frames)
     return ImageDetail(
         **image_summary(snap, image_id, len(rows)).model_dump(),
         width=width,
@@ -44,12 +46,12 @@ def image(snap: Snapshot, image_id: int) -> ImageDetail:
     )
 
 
-@router.get("/{image_id}/picture", summary="The gallery image as JPEG (EXIF orientation applied)")
+@router.get("/{image_id}/picture", summary="The gallery image or video frame as JPEG (EXIF orientation applied)")
 def full_picture(snap: Snapshot, image_id: int) -> Response:
     return _jpeg(snap, image_id, thumbnail=False)
 
 
-@router.get("/{image_id}/thumbnail", summary="The gallery image as a JPEG thumbnail (longest side 320)")
+@router.get("/{image_id}/thumbnail", summary="The image or video frame as a JPEG thumbnail (longest side 320)")
 def thumbnail(snap: Snapshot, image_id: int) -> Response:
     return _jpeg(snap, image_id, thumbnail=True)
 
@@ -60,9 +62,19 @@ def picture_links(image_id: int) -> dict[str, str]:
 
 
 def image_summary(snap: IndexSnapshot, image_id: int, objects: int) -> ImageSummary:
-    """The listing entry of one indexed item (its key, and the path of its file)."""
-    item, path = snap.item_keys[image_id], snap.image_paths[image_id]
-    return ImageSummary(image_id=image_id, item=item, path=path, objects=objects, **picture_links(image_id))
+    """The listing entry of one indexed item (its key, and the path of its file; a frame's: its video's)."""
+    item, path, frame = snap.item_keys[image_id], snap.image_paths[image_id], snap.frames.get(image_id)
+    return ImageSummary(
+        image_id=image_id,
+        item=item,
+        path=path,
+        kind="image" if frame is None else "frame",
+        video=None if frame is None else frame.video,
+        frame=None if frame is None else frame.number,
+        time=None if frame is None else frame.time,
+        objects=objects,
+        **picture_links(image_id),
+    )
 
 
 def _gallery_object(snap: IndexSnapshot, row: int) -> GalleryObject:
@@ -76,5 +88,5 @@ def _gallery_object(snap: IndexSnapshot, row: int) -> GalleryObject:
 
 
 def _jpeg(snap: IndexSnapshot, image_id: int, thumbnail: bool) -> Response:
-    data, _, _ = picture(indexed_file(snap, image_id), thumbnail)
+    data, _, _ = picture(indexed_file(snap, image_id), thumbnail, item_time(snap, image_id))
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=60"})

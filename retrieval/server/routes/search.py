@@ -10,14 +10,14 @@ import numpy as np
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
 
 from ...boxes import parse_box
+from ...index.pictures import item_size
 from ...index.snapshot import IndexSnapshot
 from ...models import Embedder
 from ...search.rerank import DEFAULT_ALPHA, DEFAULT_QE_K, RERANKS, Rerank
 from ...search.searcher import GROUPS, SearchResult, embed_box, rank
 from ...images import LoadedImage
 from ...validation import check_choice, check_float, check_int
-from ..deps import Searchable, State, indexed_file, read_upload
-from ..pictures import oriented_size
+from ..deps import Searchable, State, indexed_picture, read_upload
 from ..schemas import Detection, DetectResponse, QueryResponse, Result
 from ..state import NoDetector, ServerState
 from .gallery import picture_links
@@ -73,7 +73,7 @@ async def query(
         data = await read_upload(image, state.limits.max_upload_bytes)
         loaded = state.decode_upload(data, image.filename or "upload")
     else:
-        loaded = indexed_file(snap, image_id)
+        loaded = indexed_picture(snap, image_id)
     query_box = parse_box(box) if box else None
     return _ranked(state, snap, embedder, loaded, query_box, top_k, group, reranking)
 
@@ -99,8 +99,8 @@ def similar(
     row = int(snap.rows_of(np.array([object_id]))[0]) if len(snap.object_ids) else 0
     if row >= len(snap.object_ids) or snap.object_ids[row] != object_id:
         raise HTTPException(404, f"object {object_id} is not in the index")
-    path = indexed_file(snap, int(snap.object_image[row]))
-    return _ranked(state, snap, embedder, path, snap.boxes[row].tolist(), top_k, group, reranking)
+    picture = indexed_picture(snap, int(snap.object_image[row]))
+    return _ranked(state, snap, embedder, picture, snap.boxes[row].tolist(), top_k, group, reranking)
 
 
 @router.post("/detect", response_model=DetectResponse, summary="Detect objects in an uploaded image")
@@ -151,7 +151,7 @@ def _ranked(
 def _result(snap: IndexSnapshot, result: SearchResult) -> Result:
     row = int(snap.rows_of(np.array([result.object_id]))[0])
     image_id = int(snap.object_image[row])
-    width, height = oriented_size(snap.absolute_path(image_id))
+    width, height = item_size(snap, image_id)
     return Result(
         **result.to_dict(),
         path=snap.image_paths[image_id],

@@ -1,5 +1,6 @@
 // The search page: choose a query image, draw or pick a box, and see the ranked gallery results.
 // Boxes are [x1, y1, x2, y2] in the query image's own pixels (EXIF orientation applied), as the API takes them.
+// A video's sampled frames are gallery items too: their results and listing entries carry the frame's time.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -206,6 +207,19 @@ async function runQuery(request) {
   }
 }
 
+// A time in a video as mm:ss.s (minutes go past 59 in long videos), as the CLI prints it.
+function clock(seconds) {
+  const tenths = Math.round(seconds * 10);
+  const minutes = Math.floor(tenths / 600);
+  return String(minutes).padStart(2, "0") + ":" + ((tenths % 600) / 10).toFixed(1).padStart(4, "0");
+}
+
+// Under a frame: "at 00:04.0", and the span of the matching frames merged into a result when it is longer.
+function timeText(item) {
+  const [start, end] = item.span || [item.time, item.time];
+  return "at " + clock(item.time) + (end > start ? ", seen " + clock(start) + "–" + clock(end) : "");
+}
+
 function card(item, { rank, score, label, box, onClick, lazy = false }) {
   const element = document.createElement("div");
   element.className = "card";
@@ -214,7 +228,7 @@ function card(item, { rank, score, label, box, onClick, lazy = false }) {
   thumb.style.aspectRatio = item.width && item.height ? item.width + " / " + item.height : "4 / 3";
   const picture = document.createElement("img");
   if (lazy) picture.loading = "lazy";
-  picture.alt = item.path;
+  picture.alt = item.time == null ? item.path : item.path + " " + timeText(item);
   picture.src = item.thumbnail;
   thumb.append(picture);
   if (box && item.width) {
@@ -245,6 +259,12 @@ function card(item, { rank, score, label, box, onClick, lazy = false }) {
   path.className = "path";
   path.textContent = item.path;
   meta.append(path);
+  if (item.time != null) {
+    const time = document.createElement("div");
+    time.className = "time";
+    time.textContent = timeText(item);
+    meta.append(time);
+  }
   element.append(thumb, meta);
   element.addEventListener("click", onClick);
   return element;
@@ -273,6 +293,7 @@ function showResults(results) {
     element.dataset.path = result.path;
     element.dataset.objectId = result.object_id;
     element.dataset.score = result.score;
+    if (result.time != null) element.dataset.time = result.time;
     element.title = "Search with this object";
     grid.append(element);
   }

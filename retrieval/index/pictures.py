@@ -1,0 +1,69 @@
+"""An indexed item's picture, whatever its kind: an image file's pixels (EXIF orientation applied) or a video
+frame's, decoded from its video at the frame's time (exact by timestamp, ``VideoFile.frame_at``).
+
+Decoding a frame seeks to the keyframe before it and decodes forward, so recent frames are cached, by path,
+modification time, size and time (a changed file is decoded again); callers get their own copy. Pictures are
+``(H, W, 3)`` uint8 RGB; the item's boxes are in their pixels.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+import numpy as np
+
+from ..images import DEFAULT_MAX_PIXELS, load_image, oriented_size, stat_file
+from ..videos import VideoFile
+from .snapshot import IndexSnapshot
+
+FRAME_CACHE = 32  # decoded frames kept (a 1080p frame is 6 MB)
+
+
+def item_rgb(snapshot: IndexSnapshot, item_id: int) -> np.ndarray:
+    """The ``(H, W, 3)`` uint8 RGB picture of indexed item ``item_id`` (an image, or a video's frame);
+    ``ImageError`` (``VideoError`` for a frame) when its file no longer reads."""
+    return picture_rgb(snapshot.absolute_path(item_id), item_time(snapshot, item_id))
+
+
+def item_size(snapshot: IndexSnapshot, item_id: int) -> tuple[int, int]:
+    """``(width, height)`` of item ``item_id``'s picture (a frame's: its video's frames, rotation applied)."""
+    return picture_size(snapshot.absolute_path(item_id), video=item_id in snapshot.frames)
+
+
+def item_time(snapshot: IndexSnapshot, item_id: int) -> float | None:
+    """The time in its video (seconds) of a frame item; ``None`` for an image."""
+    frame = snapshot.frames.get(item_id)
+    return None if frame is None else frame.time
+
+
+def picture_rgb(path: str | os.PathLike, time: float | None = None) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB of the image file at ``path`` (``time`` ``None``) or of the frame at ``time``
+    seconds of the video file at ``path``."""
+    if time is None:
+        return load_image(path).rgb
+    info = stat_file(path)
+    return _frame(str(path), info.st_mtime_ns, info.st_size, float(time)).copy()
+
+
+def picture_size(path: str | os.PathLike, video: bool = False) -> tuple[int, int]:
+    """``(width, height)`` of the image file at ``path`` as displayed (from its header), or of the frames of
+    the video file at ``path`` (its first frame decoded once, rotation applied)."""
+    info = stat_file(path)
+    return _size(str(path), info.st_mtime_ns, info.st_size, video)
+
+
+@lru_cache(maxsize=FRAME_CACHE)
+def _frame(path: str, mtime_ns: int, size: int, time: float) -> np.ndarray:
+    with VideoFile(path, DEFAULT_MAX_PIXELS) as video:
+        rgb = video.frame_at(time).rgb
+    rgb.setflags(write=False)
+    return rgb
+
+
+@lru_cache(maxsize=65536)
+def _size(path: str, mtime_ns: int, size: int, video: bool) -> tuple[int, int]:
+    if not video:
+        return oriented_size(path)
+    height, width = _frame(path, mtime_ns, size, 0.0).shape[:2]
+    return width, height
