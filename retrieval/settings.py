@@ -65,7 +65,9 @@ class IndexSettings:
         precision: ``auto`` (bf16 where the hardware is fast at it), ``fp32``, ``bf16`` or ``fp16`` (GPUs).
         index_type: the FAISS index kind (``auto``, ``flat``, ``hnsw``, ``ivf``, ``ivfpq``) or a factory string;
             checked by the vector store (``check_parts``), as other stores may read it otherwise.
-        vector_store: a registered vector store (``index.stores.STORES``): ``faiss``.
+        vector_store: a registered vector store (``index.stores.STORES``): ``faiss``, ``milvus``.
+        milvus_uri: where the ``milvus`` store keeps the vectors: empty for a Milvus Lite file in the index,
+            or ``milvus://HOST:PORT/COLLECTION`` for a Milvus server (``index/stores/milvus.py``).
         source: a registered gallery source (``sources.SOURCES``): ``folder``, what the gallery is.
         pooling: how a crop embedder pools its feature map: ``auto`` (the model's own: GAP for convolutional
             trunks, the CLS token for transformers), ``gap``, ``gem``, ``mac``, or ``cls`` (transformers).
@@ -101,6 +103,7 @@ class IndexSettings:
     precision: str = "auto"
     index_type: str = "auto"
     vector_store: str = "faiss"
+    milvus_uri: str = ""
     source: str = "folder"
     pooling: str = CROP_DEFAULTS.pooling
     gem_p: float = CROP_DEFAULTS.gem_p
@@ -126,6 +129,8 @@ class IndexSettings:
             )
         if self.objects != "annotations" and self.annotations:
             raise SettingsError("--annotations is only used with --objects annotations")
+        if self.milvus_uri and self.vector_store != "milvus":
+            raise SettingsError("--milvus-uri is only used with --vector-store milvus")
         check_choice("device", self.device, DEVICES)
         check_choice("precision", self.precision, PRECISIONS)
         if not isinstance(self.index_type, str) or not self.index_type.strip():
@@ -203,15 +208,16 @@ class IndexSettings:
     def vector_settings(self) -> dict[str, Any]:
         """The settings that decide the stored boxes and vectors; two indexes agreeing on these are comparable.
 
-        ``device``, ``precision`` (bf16 and fp32 vectors agree to a cosine above 0.99), ``index_type`` and
-        ``vector_store`` never matter (changing them moves the stored vectors), nor do ``whiten`` and ``dba``
-        (changing them re-derives the searched vectors from the stored ones) or the video sampling (each
+        ``device``, ``precision`` (bf16 and fp32 vectors agree to a cosine above 0.99), ``index_type``,
+        ``vector_store`` and ``milvus_uri`` never matter (changing them moves the stored vectors), nor do ``whiten``
+        and ``dba`` (changing them re-derives the searched vectors from the stored ones) or the video sampling (each
         video records its own and is sampled again when it differs); detector settings matter only
         when a detector is used, and the detection filters (threshold, count, classes) only with
         ``objects="detect"``.
         """
         values = self.to_dict()
-        ignored = {"device", "precision", "index_type", "vector_store", *SEARCH_SPACE_OPTIONS, *VIDEO_SAMPLING_OPTIONS}
+        ignored = {"device", "precision", "index_type", "vector_store", "milvus_uri", *SEARCH_SPACE_OPTIONS}
+        ignored |= set(VIDEO_SAMPLING_OPTIONS)
         if not self.uses_detector:
             ignored |= {"detector_weights", "detector", "min_size", "max_size"}
         if self.objects != "detect":

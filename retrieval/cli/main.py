@@ -42,6 +42,7 @@ from ..index.remove import remove_images
 from ..search.queries import load_query_image
 from ..search.searcher import GROUPS, Searcher
 from ..models.registry import EMBEDDERS
+from ..index.stores import STORES
 from ..settings import OBJECT_SOURCES, IndexSettings
 from ..sources.video import DEFAULT_MIN_CHANGE, DEFAULT_VIDEO_FPS, is_frame_key
 from ..videos import is_video_name
@@ -111,6 +112,20 @@ def main() -> None:
     show_default=True,
     help="Vector index: auto (exact up to 50,000 vectors, then ivf), flat, hnsw, ivf, ivfpq, or a FAISS factory "
     "string.",
+)
+@click.option(
+    "--vector-store",
+    cls=RegistryOption,
+    registry=STORES,
+    lead="Where the vectors live:",
+    default="faiss",
+    show_default=True,
+)
+@click.option(
+    "--milvus-uri",
+    default="",
+    help="With --vector-store milvus: milvus://HOST:PORT/COLLECTION for a Milvus server (default: a Milvus Lite "
+    "file in the index folder).",
 )
 @click.option("--rebuild", is_flag=True, help="Allow other settings than the existing index's: re-index everything.")
 @click.option("--prune", is_flag=True, help="Remove indexed images whose files are gone from the gallery.")
@@ -312,11 +327,7 @@ def info(index_dir, as_json):
             f"detector   {manifest['detector']['name']}, weights {_weights_text(manifest['detector']['weights'])}"
         )
     vectors = details["vectors"]
-    search = ", ".join(f"{name} {value}" for name, value in vectors["params"].items())
-    trained = f", trained on {vectors['trained_on']:,} vectors" if vectors["trained_on"] else ""
-    click.echo(
-        f"vectors    {vectors['kind']}: FAISS {vectors['factory']}" + (f" ({search})" if search else "") + trained
-    )
+    click.echo(f"vectors    {_vectors_text(vectors)}")
     if "search" in vectors:
         click.echo(f"search     {search_space_text(vectors['search'], details['dimension'])}")
     settings = manifest["settings"]
@@ -373,6 +384,8 @@ def _index_settings(index_dir: str, given: dict) -> IndexSettings:
     values = (existing_settings(index_dir) or IndexSettings()).to_dict()
     if given.get("objects", "annotations") != "annotations" and "annotations" not in given:
         values["annotations"] = None
+    if given.get("vector_store", "milvus") != "milvus" and "milvus_uri" not in given:
+        values["milvus_uri"] = ""
     weights = {given[k] for k in ("weights", "detector_weights") if k in given}
     if given.get("embedder", values["embedder"]) == "roi" and len(weights) == 1:
         values["weights"] = values["detector_weights"] = weights.pop()  # for roi they are one model
@@ -406,6 +419,16 @@ def _time_text(result) -> str:
         return "-"
     start, end = (clock(t) for t in result.span)
     return clock(result.time) + (f" ({start}–{end})" if start != end else "")
+
+
+def _vectors_text(vectors: dict) -> str:
+    """The vector store's description in one line: FAISS's kind and factory, another store's own fields."""
+    if vectors.get("store", "faiss") != "faiss":
+        fields = ", ".join(f"{name} {value}" for name, value in vectors.items() if name not in ("store", "search"))
+        return f"{vectors['store']}: {fields}"
+    search = ", ".join(f"{name} {value}" for name, value in vectors["params"].items())
+    trained = f", trained on {vectors['trained_on']:,} vectors" if vectors["trained_on"] else ""
+    return f"{vectors['kind']}: FAISS {vectors['factory']}" + (f" ({search})" if search else "") + trained
 
 
 def _weights_text(identity: dict) -> str:

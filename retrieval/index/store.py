@@ -109,9 +109,8 @@ class StoreWriter:
         if settings is not None and replace(settings, device=manifest.settings.device) != manifest.settings:
             writer.manifest = replace(manifest, settings=settings)
             writer.changed = True
-            if settings.vector_store != manifest.settings.vector_store or settings.index_type != (
-                manifest.settings.index_type
-            ):
+            where = ("vector_store", "index_type", "milvus_uri")
+            if any(getattr(settings, name) != getattr(manifest.settings, name) for name in where):
                 writer.vectors = _moved(vectors, settings, folder, generation, manifest.vectors)
                 if settings.vector_store != store_name(manifest.vectors):
                     writer.replaced_store = store_name(manifest.vectors)
