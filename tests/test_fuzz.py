@@ -147,6 +147,11 @@ SPECS = {
             "--dba": ints(0) + [("1001", USER)],
             "--video-fps": floats(0, 240, low_allowed=False),
             "--video-min-change": FRACTION,
+            "--vector-store": REGISTERED,
+            "--milvus-uri": _with(
+                [(uri, USER) for uri in ("http://h:1/c", "milvus://", "milvus://h/c", "milvus://h:1/bad-name", "ünï")],
+                ["--vector-store", "milvus"],
+            ),
         },
     ),
     "query": Spec(
@@ -159,6 +164,7 @@ SPECS = {
             "--group": CHOICE,
             "--json": FLAG,
             "--save-vis": [("{folder}", USAGE), ("{out}.txt", USER, True), ("{plain}/x.jpg", USER, True)],
+            "--time": NON_NEGATIVE,  # a time on a still image is refused whatever it is
             "--device": CHOICE,
             "--precision": CHOICE,
             **RERANK_OPTIONS,
