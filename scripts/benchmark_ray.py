@@ -2,9 +2,10 @@
 """Benchmark: ``retrieval index --engine ray`` against ``local`` on this machine (the Ray engine's overhead).
 
 The same gallery (``--images`` copies of the demo gallery's photos) is indexed into a fresh index by the local
-engine, then by the Ray engine on a local Ray cluster of this machine's CPUs (and GPUs) with each pool size
-of ``--workers``. Printed per row: total seconds, seconds starting the engine and loading the models
-(``load``), and images/s with and without that start. Seeded random weights; figures, not a test.
+engine (with torch's default threads, then with 1 thread: a Ray CPU actor of under 2 CPUs runs 1), then by
+the Ray engine on a local Ray cluster of this machine's CPUs (and GPUs) with each pool size of ``--workers``.
+Printed per row: torch threads per model copy, total seconds, seconds starting the engine and loading the
+models (``load``), and images/s with and without that start. Seeded random weights; figures, not a test.
 
 Usage: python scripts/benchmark_ray.py [--images 96] [--workers 1,2] [--embedder efficientnet_lite0]
        [--objects whole] [--device cpu]
@@ -17,7 +18,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import torch
+
 from retrieval import IndexSettings, build_index
+from retrieval.pipeline.ray_engine import pool_shape
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,11 +35,12 @@ def make_gallery(folder: Path, count: int) -> Path:
     return folder
 
 
-def run(gallery: Path, index: Path, settings: IndexSettings, **engine) -> dict:
+def run(gallery: Path, index: Path, settings: IndexSettings, threads: int, **engine) -> dict:
     summary = build_index(gallery, index, settings, progress=False, **engine)
     load = summary.stage_seconds["load"]
     return {
         "engine": engine.get("engine", "local") + (f" x{engine['workers']}" if "workers" in engine else ""),
+        "threads": threads,
         "seconds": summary.seconds,
         "load": load,
         "images/s": summary.added / summary.seconds,
@@ -56,18 +61,22 @@ def main() -> None:
     settings = IndexSettings(embedder=args.embedder, objects=args.objects, weights="random", device=args.device)
     with tempfile.TemporaryDirectory() as scratch:
         gallery = make_gallery(Path(scratch) / "gallery", args.images)
-        rows = [run(gallery, Path(scratch) / "local", settings)]
+        rows = []
+        for n, threads in enumerate((torch.get_num_threads(), 1)):
+            torch.set_num_threads(threads)
+            rows.append(run(gallery, Path(scratch) / f"local-{n}", settings, threads))
         ray.init(include_dashboard=False, logging_level="WARNING")
-        for workers in (int(w) for w in args.workers.split(",")):
-            rows.append(run(gallery, Path(scratch) / f"ray-{workers}", settings, engine="ray", workers=workers))
+        nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
+        for n, workers in enumerate(int(w) for w in args.workers.split(",")):
+            threads = pool_shape(nodes, workers, args.device != "cpu").threads
+            rows.append(run(gallery, Path(scratch) / f"ray-{n}", settings, threads, engine="ray", workers=workers))
         ray.shutdown()
     print(f"{args.images} images, {args.embedder} ({args.objects}), {args.device}")
-    print(f"{'engine':<10} {'seconds':>8} {'load':>6} {'images/s':>9} {'after load':>11} {'vs local':>9}")
+    print(f"{'engine':<10} {'threads':>7} {'seconds':>8} {'load':>6} {'images/s':>9} {'after load':>11}")
     for row in rows:
-        ratio = row["images/s after load"] / rows[0]["images/s after load"]
         print(
-            f"{row['engine']:<10} {row['seconds']:>8.1f} {row['load']:>6.1f} {row['images/s']:>9.2f} "
-            f"{row['images/s after load']:>11.2f} {ratio:>8.2f}x"
+            f"{row['engine']:<10} {row['threads']:>7} {row['seconds']:>8.1f} {row['load']:>6.1f} "
+            f"{row['images/s']:>9.2f} {row['images/s after load']:>11.2f}"
         )
 
 

@@ -73,7 +73,11 @@ def assert_same_index(index: Path, expected: Path) -> None:
 
 def top10(index: Path, gallery: Path) -> list[list[tuple[str, float]]]:
     searcher = Searcher(index, device="cpu")
-    queries = [(gallery / "gallery-scene_000.jpg", None), (gallery / "clip.mp4", 2.0), (GALLERY / "scene_003.jpg", None)]
+    queries = [
+        (gallery / "gallery-scene_000.jpg", None),
+        (gallery / "clip.mp4", 2.0),
+        (GALLERY / "scene_003.jpg", None),
+    ]
     return [
         [(r.item, round(r.score, 4)) for r in searcher.query(image, None, top_k=10, time=time)]
         for image, time in queries
@@ -147,7 +151,9 @@ def test_an_update_on_ray_reads_changed_files_in_the_workers_as_local_does(ray, 
     for engine, folder in galleries.items():
         summaries[engine] = build_index(folder, folder.parent / "index", progress=False, engine=engine)
     local, remote = summaries["local"], summaries["ray"]
-    assert (remote.added, remote.updated, remote.unchanged) == (local.added, local.updated, local.unchanged) == (0, 1, 3)
+    assert (
+        (remote.added, remote.updated, remote.unchanged) == (local.added, local.updated, local.unchanged) == (0, 1, 3)
+    )
     assert remote.skipped == local.skipped and [key for key, _ in remote.skipped] == ["broken.jpg"]
     a, b = (IndexSnapshot.load(folder.parent / "index") for folder in galleries.values())
     np.testing.assert_allclose(a.vectors.reconstruct(a.object_ids), b.vectors.reconstruct(b.object_ids), atol=1e-5)
