@@ -193,7 +193,7 @@ class MapperWorker:
         return pack_rows(work, read, found)
 
 
-@dataclass
+@dataclass(eq=False)
 class _InFlight:
     """A batch, the part of it sent to a worker (``work``), and where and how often it was sent."""
 
