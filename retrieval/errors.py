@@ -39,3 +39,8 @@ class SettingsError(RetrievalError):
 
 class QueryFileError(RetrievalError):
     """A batch query file (``query --batch``) is missing or malformed, or one of its lines is."""
+
+
+class EngineError(RetrievalError):
+    """An indexing engine cannot run: Ray is not installed, its cluster cannot be reached or has no room,
+    or its workers keep dying."""

@@ -36,7 +36,7 @@ from .detector import detect, evaluate_detector_command, train_detector_command
 from .serve import export, serve
 from ..search.evaluate import evaluate as evaluate_index
 from ..images import DEFAULT_MAX_PIXELS
-from ..pipeline.build import COMMIT_SECONDS, build_index, existing_settings
+from ..pipeline.build import COMMIT_SECONDS, ENGINES, build_index, existing_settings
 from ..index.info import index_info, search_space_text
 from ..index.remove import remove_images
 from ..search.queries import load_query_image
@@ -158,9 +158,19 @@ def main() -> None:
     help="Pass over a sampled frame whose 32x32 grey thumbnail differs from the last kept frame's by less than "
     "this (mean absolute difference, 0-1): near-duplicates of a still shot. 0 keeps every sampled frame.",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default="local",
+    show_default=True,
+    help="Where the models run: local (this process) or ray (an actor pool on a Ray cluster; pip install -e "
+    "'.[ray]'). The index is the same either way.",
+)
+@click.option("--ray-address", help="The Ray cluster to join (--engine ray): the address 'ray start --head' prints.")
+@click.option("--workers", type=int, help="Mapper actors (--engine ray); default: one per GPU, else one per 4 CPUs.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or per-file messages.")
 @user_errors
-def index(gallery, index_dir, rebuild, prune, max_pixels, commit_every, quiet, **options):
+def index(gallery, index_dir, rebuild, prune, max_pixels, commit_every, engine, ray_address, workers, quiet, **options):
     """Create or update an index of every image and video under GALLERY (recursively).
 
     \b
@@ -190,6 +200,9 @@ def index(gallery, index_dir, rebuild, prune, max_pixels, commit_every, quiet, *
         max_pixels=max_pixels,
         commit_seconds=commit_every,
         progress=not quiet,
+        engine=engine,
+        ray_address=ray_address,
+        workers=workers,
     )
     click.echo(_index_summary_text(summary, index_dir))
     if summary.gone:

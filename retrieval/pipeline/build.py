@@ -12,15 +12,18 @@ switches to it only when complete.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Iterator
 
-from ..annotations import load_annotations
-from ..errors import StoreError
+from ..annotations import AnnotationSet, load_annotations
+from ..errors import SettingsError, StoreError
 from ..images import DEFAULT_MAX_PIXELS
 from ..index.layout import HEAD_NAME, PENDING_NAME, IndexLock, new_store_folder, point, read_pointer, remove_other_stores
 from ..index.manifest import Manifest
@@ -28,7 +31,7 @@ from ..index.store import StoreWriter
 from ..settings import IndexSettings
 from ..sources import GallerySource, SourceListing, open_source
 from ..sources.video import VideoSampling
-from ..validation import check_float, check_int
+from ..validation import check_choice, check_float, check_int
 from .distributors import Distributor, LocalDistributor
 from .mapper import ObjectMapper
 from .reader import SkippedItem, read_items
@@ -38,6 +41,7 @@ from .writer import IndexSummary, IndexWriter
 log = logging.getLogger(__name__)
 
 COMMIT_SECONDS = 30.0
+ENGINES = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -49,10 +53,18 @@ class BuildOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     commit_seconds: float = COMMIT_SECONDS
     progress: bool = True
+    engine: str = "local"
+    ray_address: str | None = None
+    workers: int | None = None
 
     def __post_init__(self) -> None:
         check_int("--max-pixels", self.max_pixels, 1)
         check_float("--commit-every", self.commit_seconds, 0.0)
+        check_choice("--engine", self.engine, ENGINES)
+        if self.workers is not None:
+            check_int("--workers", self.workers, 1)
+        if self.engine != "ray" and (self.ray_address is not None or self.workers is not None):
+            raise SettingsError("--ray-address and --workers are for --engine ray: add it, or leave them out")
 
 
 def existing_settings(index_dir: str | os.PathLike) -> IndexSettings | None:
@@ -71,6 +83,9 @@ def build_index(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     commit_seconds: float = COMMIT_SECONDS,
     progress: bool = True,
+    engine: str = "local",
+    ray_address: str | None = None,
+    workers: int | None = None,
 ) -> IndexSummary:
     """Create or update the index in ``index_dir`` from the images under ``gallery``.
 
@@ -81,12 +96,15 @@ def build_index(
         prune: remove indexed images whose files are gone from the gallery.
         max_pixels: skip images with more pixels than this, before decoding.
         commit_seconds: make progress durable at least this often (0: after every batch).
+        engine: where the models run: ``local`` (this process) or ``ray`` (an actor pool on the Ray cluster
+            at ``ray_address``, default the one Ray finds or starts here, of ``workers`` actors, default
+            one per GPU or per 4 CPUs; see ``pipeline/ray_engine.py``). The index is the same either way.
     """
     max_pixels, commit_seconds = check_int("--max-pixels", max_pixels, low=1), check_float(
         "--commit-every", commit_seconds, low=0
     )
     started = time.perf_counter()
-    options = BuildOptions(rebuild, prune, max_pixels, commit_seconds, progress)
+    options = BuildOptions(rebuild, prune, max_pixels, commit_seconds, progress, engine, ray_address, workers)
     index_dir = Path(index_dir).absolute()
     new_folder = not index_dir.exists()
     try:
@@ -100,7 +118,7 @@ def build_index(
 
 
 def _build_locked(root: Path, index_dir: Path, settings: IndexSettings | None, options: BuildOptions) -> IndexSummary:
-    with IndexLock(index_dir):
+    with IndexLock(index_dir), contextlib.ExitStack() as running:
         head = read_pointer(index_dir)
         current = Manifest.load(index_dir / head) if head else None
         settings = (settings or (current.settings if current else IndexSettings())).resolved()
@@ -113,7 +131,7 @@ def _build_locked(root: Path, index_dir: Path, settings: IndexSettings | None, o
         if annotations is not None:
             annotations.check_images_exist(listing.keys, str(listing.root))
         loading = time.perf_counter()
-        distributor = LocalDistributor(lambda: ObjectMapper(settings, annotations))
+        distributor = running.enter_context(_open_distributor(settings, annotations, source, options))
         loaded_in = time.perf_counter() - loading
         detector, embedder = distributor.models
         wanted = Manifest(settings, embedder, detector, str(listing.root))
@@ -144,6 +162,32 @@ def _build_locked(root: Path, index_dir: Path, settings: IndexSettings | None, o
             remove_other_stores(index_dir, keep={writer.folder.name})
             summary.rebuilt = True
     return summary
+
+
+@contextlib.contextmanager
+def _open_distributor(
+    settings: IndexSettings, annotations: AnnotationSet | None, source: GallerySource, options: BuildOptions
+) -> Iterator[Distributor]:
+    """The distributor ``options.engine`` names, its mappers built from ``settings``; ended on leaving."""
+
+    def mapper() -> ObjectMapper:
+        return ObjectMapper(settings, annotations)
+
+    if options.engine == "local":
+        yield LocalDistributor(mapper)
+        return
+    from .ray_engine import WorkerRecipe, open_ray_distributor
+
+    recipe = WorkerRecipe(mapper, partial(open_source, settings.source, source.root), options.max_pixels)
+    source_key = annotations.key_for if annotations is not None else _no_source_key
+    gpus = settings.device != "cpu"
+    with open_ray_distributor(recipe, source_key, options.ray_address, options.workers, gpus) as distributor:
+        yield distributor
+
+
+def _no_source_key(key: str) -> None:
+    """Boxes come from the image alone (``ObjectMapper.source_key`` without annotations)."""
+    return None
 
 
 def _open_store(index_dir: Path, current: Manifest | None, wanted: Manifest) -> tuple[StoreWriter, bool]:
@@ -181,7 +225,8 @@ def _update(
     writer = IndexWriter(store, options.commit_seconds)
     for key, reason in listing.problems:
         writer.skip(SkippedItem(key, reason))
-    items = read_items(source, listing.keys, writer.known, distributor.source_key, options.max_pixels, sampling)
+    decode = not distributor.reads_items
+    items = read_items(source, listing.keys, writer.known, distributor.source_key, options.max_pixels, sampling, decode)
     run_pipeline(items, len(listing.keys), distributor, writer, options.progress)
     present = set(listing.keys) | {key for key, _ in listing.problems}
     return writer.finish(present, options.prune)

@@ -3,7 +3,9 @@
 A distributor has one job: ``map(batches)`` yields ``(batch, results)`` for each batch, in order, where
 ``results[i]`` is the mapper's answer for the i-th ``GalleryImage`` of the batch (objects with vectors, or
 a ``SkippedItem``). ``models`` describes the loaded models for the manifest. Running the mapper
-elsewhere (other processes, a Ray cluster) is a new distributor; the runner and writer stay as they are.
+elsewhere (other processes, a Ray cluster: ``ray_engine.py``) is a new distributor; the runner and writer
+stay as they are. A distributor that ``reads_items`` is handed still images unread (``UnreadImage``) and
+yields its batches with them read (``read_unread``), so decoding runs where the mapper runs.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Mapper(Protocol):
 class Distributor(Protocol):
     models: tuple[dict | None, dict]
     images_per_batch: int
+    reads_items: bool
 
     def source_key(self, key: str) -> str | None: ...
 
@@ -37,6 +40,8 @@ class Distributor(Protocol):
 
 class LocalDistributor:
     """Runs the mapper in this process: built once from ``mapper_builder``, every batch through it."""
+
+    reads_items = False  # the reader decodes, in its background thread, while the models run
 
     def __init__(self, mapper_builder: Callable[[], Mapper]) -> None:
         self.mapper = mapper_builder()

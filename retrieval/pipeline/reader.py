@@ -2,8 +2,10 @@
 
 An item whose fingerprint (file size and mtime) matches what the index stored is not read at all. An
 item whose content hashes to the stored sha256 is not decoded (only its fingerprint is refreshed).
-Everything else is read, hashed and decoded by the source. A video is expanded into its sampled frames
-(``frames.py``), each a ``GalleryImage`` with its ``frame``, then a ``VideoDone``.
+Everything else is read, hashed and decoded by the source, here or, for a distributor that reads items
+itself (Ray workers), there: the reader then hands it an ``UnreadImage`` and ``read_unread`` runs where the
+mapper runs. A video is expanded into its sampled frames (``frames.py``), each a ``GalleryImage`` with its
+``frame``, then a ``VideoDone``; frames are always decoded here (a video is read sequentially).
 """
 
 from __future__ import annotations
@@ -58,6 +60,21 @@ class UnchangedItem:
 
 
 @dataclass(frozen=True)
+class UnreadImage:
+    """A still item to read and decode (new or changed) where the mapper runs: ``read_unread`` turns it into
+    a ``GalleryImage``, an ``UnchangedItem`` (its content hashes to ``unchanged_sha256``) or a ``SkippedItem``.
+    ``file_size``/``mtime_ns``: its fingerprint when the reader looked."""
+
+    key: str
+    path: str
+    source_key: str | None
+    unchanged_sha256: str | None
+    file_size: int
+    mtime_ns: int
+    completes_file = True
+
+
+@dataclass(frozen=True)
 class SkippedItem:
     """An item (or a file or folder) that was not indexed, and why (one line naming the problem)."""
 
@@ -95,13 +112,15 @@ def read_items(
     source_key: Callable[[str], str | None] = lambda key: None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     sampling: VideoSampling | None = VideoSampling(),
-) -> Iterator[GalleryImage | UnchangedItem | SkippedItem | VideoDone | ForgetFile]:
+    decode: bool = True,
+) -> Iterator[GalleryImage | UnreadImage | UnchangedItem | SkippedItem | VideoDone | ForgetFile]:
     """Classify and, where needed, decode each of ``source``'s items ``keys`` in order.
 
     Args:
         known: what the index already holds, by key.
         source_key: the key of an item's given boxes (annotations); an item whose key changed is re-indexed.
         sampling: which frames of a video become items; ``None``: videos are not indexed (skipped, with why).
+        decode: read and decode still images here; ``False``: yield an ``UnreadImage`` for each instead.
     """
     from .frames import read_video
 
@@ -115,25 +134,40 @@ def read_items(
         if videos and source.is_video(key):
             yield from read_video(source, key, by_file.get(source.path_of(key), {}), sampling, max_pixels)
         else:
-            yield _read_image(source, key, known.get(key), source_key(key), max_pixels)
+            unread = _classify_image(source, key, known.get(key), source_key(key))
+            yield read_unread(source, unread, max_pixels) if decode and isinstance(unread, UnreadImage) else unread
 
 
-def _read_image(
-    source: GallerySource, key: str, previous: ItemState | None, boxes_key: str | None, max_pixels: int
-) -> GalleryImage | UnchangedItem | SkippedItem:
-    """One still item: passed over when unchanged, else read and decoded (or skipped, with why)."""
+def _classify_image(
+    source: GallerySource, key: str, previous: ItemState | None, boxes_key: str | None
+) -> UnreadImage | UnchangedItem | SkippedItem:
+    """One still item: passed over when its fingerprint is unchanged, else to be read (or skipped, with why)."""
     same_boxes = previous is not None and previous.status == "indexed" and previous.source_key == boxes_key
-    size = mtime = None
     try:
         size, mtime = source.fingerprint(key)
-        if same_boxes and (previous.file_size, previous.mtime_ns) == (size, mtime):
-            return UnchangedItem(key)
-        image = source.read(key, max_pixels, previous.sha256 if same_boxes else None)
-        if image is None:
-            return UnchangedItem(key, size, mtime)
-        return GalleryImage(key, source.path_of(key), image, boxes_key)
     except ImageError as error:
-        return SkippedItem(key, str(error).removeprefix(f"{source.root / source.path_of(key)}: "), size, mtime)
+        return SkippedItem(key, _reason(source, key, error))
+    if same_boxes and (previous.file_size, previous.mtime_ns) == (size, mtime):
+        return UnchangedItem(key)
+    return UnreadImage(key, source.path_of(key), boxes_key, previous.sha256 if same_boxes else None, size, mtime)
+
+
+def read_unread(
+    source: GallerySource, item: UnreadImage, max_pixels: int
+) -> GalleryImage | UnchangedItem | SkippedItem:
+    """Read, hash and decode ``item``: its pixels, or unchanged (same content), or skipped (with why)."""
+    try:
+        image = source.read(item.key, max_pixels, item.unchanged_sha256)
+    except ImageError as error:
+        return SkippedItem(item.key, _reason(source, item.key, error), item.file_size, item.mtime_ns)
+    if image is None:
+        return UnchangedItem(item.key, item.file_size, item.mtime_ns)
+    return GalleryImage(item.key, item.path, image, item.source_key)
+
+
+def _reason(source: GallerySource, key: str, error: ImageError) -> str:
+    """The error's message without the file's path (the key names it)."""
+    return str(error).removeprefix(f"{source.root / source.path_of(key)}: ")
 
 
 def prefetched(items: Iterable, depth: int) -> Iterator:
