@@ -1,6 +1,7 @@
 """The web page in a real headless browser (Debian's chromium driven by Playwright) against the real
 server on loopback: upload an image, draw a box, see the expected results; click a result; pick a
-gallery image and click one of its objects; a video's frame result shows its time."""
+gallery image and click one of its objects; a video's frame result shows its time; a server with a token:
+the page asks for it once and sends it with every request."""
 
 import json
 import os
@@ -39,15 +40,26 @@ def server(tmp_path_factory):
 
 
 @contextmanager
-def browsing(base: str, summary: str):
-    """A page of the server at ``base``, once its index summary says ``summary``."""
+def opened(base: str):
+    """The page of the server at ``base``, just opened."""
     with playwright_api.sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=BROWSER, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(base + "/")
-        page.wait_for_function(f"document.getElementById('index-summary').textContent.includes({summary!r})")
         yield page
         browser.close()
+
+
+def summary_says(page, summary: str) -> None:
+    page.wait_for_function(f"document.getElementById('index-summary').textContent.includes({summary!r})")
+
+
+@contextmanager
+def browsing(base: str, summary: str):
+    """A page of the server at ``base``, once its index summary says ``summary``."""
+    with opened(base) as page:
+        summary_says(page, summary)
+        yield page
 
 
 @pytest.fixture
@@ -146,3 +158,36 @@ def test_a_video_result_shows_the_time_of_its_frame(tmp_path):
         thumbnail = card.locator("img").element_handle()
         page.wait_for_function("picture => picture.complete && picture.naturalWidth > 0", arg=thumbnail)
         assert thumbnail.evaluate("picture => picture.naturalWidth") == 320  # the frame, from the server
+
+
+def test_a_server_with_a_token_is_asked_for_it_once_and_gets_it_with_every_request(server, tmp_path):
+    token = "browser-token-0123456789"
+    (tmp_path / "token").write_text(token + "\n")
+    (tmp_path / "token").chmod(0o600)
+    asked = []
+    with running_server(server[1], "--token-file", str(tmp_path / "token"), token=token) as base, opened(base) as page:
+        page.on("request", lambda request: asked.append(request))
+        dialog = page.locator("#token-dialog")
+        dialog.wait_for(state="visible")
+        assert page.locator("#token-reason").text_content().startswith("this server needs its token")
+        page.fill("#token-input", "not-the-token-0123456789")
+        page.locator("#token-button").click()
+        page.wait_for_function("document.getElementById('token-reason').textContent.includes(\"not this server's\")")
+        page.fill("#token-input", token)
+        page.locator("#token-button").click()
+        summary_says(page, "40 images")
+        page.set_input_files("#file-input", str(QUERY / QUERY_ENTRY))
+        page.locator("#whole-image").click()
+        assert len(results(page)) == 10
+        thumbnail = page.locator(".result img").first.element_handle()
+        page.wait_for_function("picture => picture.complete && picture.naturalWidth > 0", arg=thumbnail)
+        page.reload()  # the token is kept for the tab's session: no second question
+        summary_says(page, "40 images")
+        assert not dialog.is_visible()
+        sent = [(r.url, r.all_headers().get("authorization")) for r in asked if "/api/" in r.url]
+    assert all("token" not in url for url, _ in sent)  # never in a URL (nor in a log line)
+    with_token = [url for url, header in sent if header == f"Bearer {token}"]
+    assert any(url.endswith("/thumbnail") for url in with_token) and any("/api/query" in url for url in with_token)
+    # every request carried the right token but the one the wrong token was tried with (the first, tokenless
+    # request went before the listener was on; after the reload, the first one carried the token)
+    assert [header for _, header in sent if header != f"Bearer {token}"] == ["Bearer not-the-token-0123456789"]

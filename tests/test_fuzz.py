@@ -194,13 +194,16 @@ SPECS = {
         ("--index", "{index}"),
         {
             "--index": READ_INDEX,
-            "--host": [(host, USER) for host in ("", "999.1.1.1", "not a host")],
+            "--host": _with([(host, USER) for host in ("", "999.1.1.1", "not a host")], ["--insecure"]),
             "--port": ints(1) + [("65536", USER)],
             "--max-upload-mb": POSITIVE,
             "--max-pixels": ints(1),
             "--poll-seconds": POSITIVE,
             "--device": CHOICE,
             "--precision": CHOICE,
+            "--token-file": [(path, USER) for path in ("{missing}", "{folder}", "{dangling}", "", "{pipe}")]
+            + [(path, USER) for path in ("{binary}", "{empty}", "{plain}")],  # plain: text, but spaces, not ASCII
+            "--insecure": FLAG,
             "--quiet": FLAG,
         },
     ),

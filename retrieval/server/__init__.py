@@ -5,6 +5,7 @@
 - ``pictures.py``: gallery files as JPEG pictures and thumbnails, never a file outside the gallery.
 - ``app.py``: the application; ``routes/``: its routes (``gallery``, ``search``, ``service``), ``deps.py``: what
   they share, ``schemas.py``: the JSON answers, ``errors.py``: one-line error answers.
+- ``auth.py``: the token every request but the page's files must carry, and no open non-loopback address.
 - ``run.py``: the port checked and bound, then uvicorn. ``static/``: the page (plain HTML, CSS, JavaScript).
 """
 

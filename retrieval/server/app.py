@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from .auth import install_token_check
 from .deps import too_large
 from .errors import install_error_handlers
 from .routes import gallery, search, service
@@ -20,7 +21,7 @@ from .state import ServerState
 
 def create_app(state: ServerState) -> FastAPI:
     """The application over ``state`` (which the caller loads, and may ``watch``); routes find it on
-    ``app.state.server``."""
+    ``app.state.server``. With ``state.token``, every path but the page's files needs it (``auth.py``)."""
     app = FastAPI(
         title="retrieval",
         summary="Find where else an object appears in an indexed gallery of photos.",
@@ -38,6 +39,8 @@ def create_app(state: ServerState) -> FastAPI:
             return JSONResponse({"detail": too_large(int(declared), limit)}, status_code=413)
         return await call_next(request)
 
+    if state.token is not None:
+        install_token_check(app, state.token)  # after the size check: it runs before it
     for routes in (service, gallery, search):
         app.include_router(routes.router)
     app.mount("/static", StaticFiles(directory=str(service.STATIC)), name="static")

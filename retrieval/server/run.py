@@ -1,10 +1,10 @@
-"""Start the server: check the port and bind it, load the index and models once, watch the index for new
-commits, serve with uvicorn on the bound socket."""
+"""Start the server: check the port, the token and the address (no open server beyond loopback unless asked),
+bind the port, load the index and models once, watch the index for new commits, serve with uvicorn on the
+bound socket."""
 
 from __future__ import annotations
 
 import errno
-import ipaddress
 import logging
 import os
 import socket
@@ -14,6 +14,7 @@ import uvicorn
 from ..errors import SettingsError
 from ..validation import check_int, check_positive
 from .app import create_app
+from .auth import check_exposure, check_token, is_loopback
 from .state import ServerLimits, ServerState
 
 log = logging.getLogger(__name__)
@@ -28,17 +29,22 @@ def serve(
     limits: ServerLimits = ServerLimits(),
     poll_seconds: float = 2.0,
     quiet: bool = False,
+    token: str | None = None,
+    insecure: bool = False,
 ) -> None:
-    """Serve ``index_dir`` on ``host:port`` until interrupted.
+    """Serve ``index_dir`` on ``host:port`` until interrupted; with ``token``, requests must carry it
+    (``auth.py``). Without one, an address other machines reach is refused unless ``insecure``.
 
-    The poll interval is checked, and the address checked and bound, before the index is loaded, so a bad
-    value or a busy port is one ``SettingsError`` and nothing else happens (``limits`` checks itself).
+    The poll interval, the token and the address are checked, and the port bound, before the index is loaded,
+    so a bad value or a busy port is one ``SettingsError`` and nothing else happens (``limits`` checks itself).
     """
     poll_seconds = check_positive("--poll-seconds", poll_seconds)
     port = check_int("--port", port, 1, 65535)
+    token = None if token is None else check_token(token)
+    check_exposure(host, token, insecure)
     listener = bind_socket(host, port)
     try:
-        state = ServerState(index_dir, device=device, precision=precision, limits=limits)
+        state = ServerState(index_dir, device=device, precision=precision, limits=limits, token=token)
         _announce(state, index_dir, host, port)
         state.watch(poll_seconds)
         try:
@@ -74,25 +80,17 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 def _announce(state: ServerState, index_dir: str | os.PathLike, host: str, port: int) -> None:
-    if not _is_loopback(host):
+    if state.token is None and not is_loopback(host):
         log.warning(
             "serving on %s: anyone who can reach this machine can query the index and see its gallery images", host
         )
     snapshot = state.searcher.snapshot
     log.info(
-        "serving %s (%d images, %d objects) at http://%s:%d/  (API schema: /openapi.json)",
+        "serving %s (%d images, %d objects) at http://%s:%d/  (API schema: /openapi.json)%s",
         index_dir,
         len(snapshot.image_paths),
         len(snapshot.vectors),
         host,
         port,
+        "" if state.token is None else "; every request needs the token",
     )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -16,6 +16,7 @@ from ..images import LoadedImage, decode_image_bytes
 from ..models import FasterRCNNModel, build_detector, resolve_device
 from ..search.searcher import Searcher
 from ..validation import check_int, check_positive
+from .auth import check_token
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ class ServerState:
     Model forwards run one at a time (``inference``): parallel requests would only share the same cores.
     ``watch`` polls the index every ``poll_seconds`` and swaps in a newer committed state (loading other
     models only after a ``--rebuild`` with other ones); a request being answered keeps the state it started with.
+    With a ``token`` (16 or more printable ASCII characters), every request but the page's files must carry it
+    (``Authorization: Bearer <token>``; see ``auth.py``); ``None`` serves without one.
     """
 
     def __init__(
@@ -59,7 +62,9 @@ class ServerState:
         device: str = "auto",
         precision: str = "auto",
         limits: ServerLimits = ServerLimits(),
+        token: str | None = None,
     ) -> None:
+        self.token = None if token is None else check_token(token)
         self.searcher = Searcher(index_dir, device=device, precision=precision)
         self.limits = limits
         self.device = device

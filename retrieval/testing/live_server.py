@@ -21,21 +21,23 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(index: Path, *options: str):
-    """``retrieval serve --index index`` on 127.0.0.1; yields its base URL once /api/health answers."""
+def running_server(index: Path, *options: str, token: str | None = None):
+    """``retrieval serve --index index`` on 127.0.0.1; yields its base URL once /api/health answers (asked with
+    ``token``, for a server given one through ``options`` or ``$RETRIEVAL_TOKEN``)."""
     port = free_port()
     command = [sys.executable, "-m", "retrieval.cli.main", "serve", "--index", str(index), "--port", str(port)]
     process = subprocess.Popen(
         [*command, "--device", "cpu", "--quiet", *options], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     base = f"http://127.0.0.1:{port}"
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
     try:
         deadline = time.monotonic() + START_SECONDS
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"the server exited: {process.stdout.read().decode(errors='replace')}")
             try:
-                if httpx.get(f"{base}/api/health", timeout=2).status_code == 200:
+                if httpx.get(f"{base}/api/health", headers=headers, timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
                 pass

@@ -1,6 +1,9 @@
 // The search page: choose a query image, draw or pick a box, and see the ranked gallery results.
 // Boxes are [x1, y1, x2, y2] in the query image's own pixels (EXIF orientation applied), as the API takes them.
 // A video's sampled frames are gallery items too: their results and listing entries carry the frame's time.
+// A server with a token answers 401 without it: the page asks for it once, keeps it in sessionStorage (this tab
+// only) and sends it as "Authorization: Bearer …" with every request, pictures included (fetched as blobs, so
+// the token is never in a URL).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -22,8 +25,48 @@ function setStatus(text, isError = false) {
   $("status").className = isError ? "error" : "";
 }
 
+const TOKEN_KEY = "retrieval-token";
+let tokenAsked = null; // the promise of the token dialog while it is open: parallel requests wait for one answer
+
+function withToken(options = {}) {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (!token) return options;
+  return { ...options, headers: { ...options.headers, Authorization: "Bearer " + token } };
+}
+
+// Resolves once the user has given a token (kept for this tab); `reason` is the server's 401 detail.
+function askForToken(reason) {
+  if (!tokenAsked) {
+    tokenAsked = new Promise((resolve) => {
+      $("token-reason").textContent = reason;
+      $("token-input").value = "";
+      $("token-form").onsubmit = (event) => {
+        event.preventDefault();
+        sessionStorage.setItem(TOKEN_KEY, $("token-input").value.trim());
+        $("token-dialog").close();
+        tokenAsked = null;
+        resolve();
+      };
+      $("token-dialog").showModal();
+    });
+  }
+  return tokenAsked;
+}
+$("token-dialog").addEventListener("cancel", (event) => event.preventDefault()); // no request goes without it
+
+// fetch() with the token; a 401 forgets the token, asks for one and sends the request again.
+async function send(path, options) {
+  for (;;) {
+    const response = await fetch(path, withToken(options));
+    if (response.status !== 401) return response;
+    const body = await response.json().catch(() => ({}));
+    sessionStorage.removeItem(TOKEN_KEY);
+    await askForToken(typeof body.detail === "string" ? body.detail : "this server needs its token");
+  }
+}
+
 async function api(path, options) {
-  const response = await fetch(path, options);
+  const response = await send(path, options);
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
     const detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail || response.statusText);
@@ -31,6 +74,33 @@ async function api(path, options) {
   }
   return body;
 }
+
+// A picture of the API as an object URL for an <img> (an <img src> request could not carry the token).
+async function pictureUrl(path) {
+  const response = await send(path);
+  if (!response.ok) throw new Error("the picture cannot be loaded (" + response.status + ")");
+  return URL.createObjectURL(await response.blob());
+}
+
+// Fills `element` (an <img>) with the API picture at `path`; the object URL is let go once it is shown.
+function showPicture(element, path) {
+  return pictureUrl(path).then((url) => {
+    element.addEventListener("load", () => URL.revokeObjectURL(url), { once: true });
+    element.src = url;
+  });
+}
+
+// Pictures of the gallery listing are fetched as they scroll into view, as loading="lazy" would.
+const lazyPictures = new IntersectionObserver(
+  (entries) => {
+    for (const { target, isIntersecting } of entries) {
+      if (!isIntersecting) continue;
+      lazyPictures.unobserve(target);
+      showPicture(target, target.dataset.picture).catch(() => {});
+    }
+  },
+  { rootMargin: "200px" },
+);
 
 function loadPicture(url) {
   return new Promise((resolve, reject) => {
@@ -114,7 +184,8 @@ async function detectObjects(file) {
 
 async function useGalleryImage(imageId, box) {
   const detail = await api("/api/images/" + imageId);
-  const picture = await loadPicture(detail.picture);
+  const url = await pictureUrl(detail.picture);
+  const picture = await loadPicture(url).finally(() => URL.revokeObjectURL(url));
   query.file = null;
   query.imageId = imageId;
   await setQueryImage(picture, detail.boxes);
@@ -227,9 +298,10 @@ function card(item, { rank, score, label, box, onClick, lazy = false }) {
   thumb.className = "thumb";
   thumb.style.aspectRatio = item.width && item.height ? item.width + " / " + item.height : "4 / 3";
   const picture = document.createElement("img");
-  if (lazy) picture.loading = "lazy";
   picture.alt = item.time == null ? item.path : item.path + " " + timeText(item);
-  picture.src = item.thumbnail;
+  picture.dataset.picture = item.thumbnail;
+  if (lazy) lazyPictures.observe(picture);
+  else showPicture(picture, item.thumbnail).catch(() => {});
   thumb.append(picture);
   if (box && item.width) {
     const frame = document.createElement("div");
