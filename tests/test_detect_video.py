@@ -93,7 +93,8 @@ def test_detect_on_a_video_draws_every_frame_and_records_detections_every_third(
     assert info["detector"]["architecture"] == "mobilenet_v3_large_320_fpn" and info["detector"]["source"] == "random"
     assert summary["complete"] and summary["stopped"] == "end" and summary["broke_off"] is None
     assert (summary["frames_read"], summary["frames_detected"], summary["detections"]) == (20, 7, 14)
-    assert f"{summary['end_to_end_fps']:.2f}" == overall_fps
+    # the JSON keeps 3 decimals and the line shows 2: the same rate within their rounding
+    assert abs(summary["end_to_end_fps"] - float(overall_fps)) <= 0.0051
 
 
 @pytest.mark.parametrize(
