@@ -222,7 +222,7 @@ def test_a_failed_write_is_one_store_error_in_process(tmp_path, monkeypatch):
     """The same failure raised in this process: a StoreError naming the cause, not an OSError traceback."""
     import errno
 
-    import retrieval.index.stores.faiss
+    import retrieval.index.segments
 
     gallery = tmp_path / "gallery"
     copy_demo_images(gallery, 2)
@@ -232,7 +232,7 @@ def test_a_failed_write_is_one_store_error_in_process(tmp_path, monkeypatch):
     def disk_full(path, write):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(retrieval.index.stores.faiss, "atomic_write", disk_full)
+    monkeypatch.setattr(retrieval.index.segments, "atomic_write", disk_full)
     with pytest.raises(StoreError) as error:
         build_index(gallery, tmp_path / "index", progress=False)
     assert str(error.value) == (

@@ -244,6 +244,21 @@ def test_changing_the_vector_store_moves_the_vectors_without_reading_images_agai
                                before.vectors.reconstruct(before.object_ids), atol=1e-6)
 
 
+def test_a_rebuild_lets_the_old_stores_vector_store_delete_its_vectors(tmp_path, toys):
+    """A store that keeps vectors outside the folder (a Milvus server) is told to drop them with the folder."""
+    discarded = []
+    entry = STORES.get("numpy-test")
+    register_store("numpy-test", StoreEntry(create=entry.create, load=entry.load,
+                                            discard=lambda folder, keep: discarded.append((Path(folder).name, keep))))
+    colour_gallery(tmp_path / "g")
+    build_index(tmp_path / "g", tmp_path / "i", IndexSettings(**TOY, vector_store="numpy-test"), progress=False)
+    colour_gallery(tmp_path / "g2")  # another gallery folder: a new store
+    build_index(tmp_path / "g2", tmp_path / "i", IndexSettings(**TOY, vector_store="numpy-test"), rebuild=True,
+                progress=False)
+    assert ("store-1", -1) in discarded and IndexSnapshot.load(tmp_path / "i").store.name == "store-2"
+    assert not (tmp_path / "i" / "store-1").exists()
+
+
 def test_a_registered_gallery_source_yields_items_with_their_own_keys(tmp_path, toys):
     gallery = tmp_path / "clips"
     gallery.mkdir()

@@ -251,9 +251,8 @@ def test_turning_whitening_and_dba_on_and_off_rederives_without_embedding_again(
         assert (snapshot.space.whitening is not None) == bool(whiten)
         np.testing.assert_array_equal(snapshot.vectors.reconstruct(snapshot.object_ids), stored)
         generation = str(snapshot.generation)
-        expected = [generation, f"{generation}/vectors.{generation}.faiss"] + [f"{generation}/whitening.npz"] * bool(
-            whiten
-        )
+        derived = [f"{generation}/segment.1.faiss", f"{generation}/vectors.{generation}.json"]
+        expected = [generation, *derived] + [f"{generation}/whitening.npz"] * bool(whiten)
         assert search_files(index) == (sorted(expected) if whiten or dba else [])
     assert "search" not in index_info(index)["vectors"]
 

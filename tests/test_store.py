@@ -16,7 +16,7 @@ from retrieval.objects import ImageObjects
 from retrieval.settings import IndexSettings
 from retrieval.index.snapshot import IndexSnapshot
 from retrieval.index.store import StoreWriter
-from retrieval.index.stores.faiss import vectors_path
+from retrieval.index.segments import read_listing
 
 DIM = 8
 
@@ -118,10 +118,16 @@ def test_remove_takes_rows_and_vectors_out(tmp_path):
     assert snapshot.object_ids.tolist() == [3, 4] and list(snapshot.image_paths.values()) == ["sub/b.png"]
 
 
-def test_commits_are_atomic_and_leave_one_vectors_file(tmp_path):
+def segment_path(store, generation=1):
+    """The first segment file the listing of ``generation`` names."""
+    return store / read_listing(store, generation).segments[0][0]
+
+
+def test_commits_are_atomic_and_leave_the_files_of_one_generation(tmp_path):
     build(tmp_path, np.random.default_rng(5))
     names = sorted(p.name for p in (tmp_path / "index" / "store-1").iterdir())
-    assert [n for n in names if n.endswith(".faiss")] == ["vectors.1.faiss"]  # generation 0 at creation, 1 at close
+    faiss_files = [n for n in names if n.endswith((".faiss", ".json", ".npy")) and n != "manifest.json"]
+    assert faiss_files == ["segment.1.faiss", "vectors.1.json"]  # generation 0 (at creation) had no vectors
     assert not [n for n in names if n.endswith(".tmp")]
     saved = json.loads((tmp_path / "index" / "store-1" / "manifest.json").read_text())
     assert saved["dimension"] == DIM and saved["counts"]["objects"] == 5 and saved["format_version"] == 2
@@ -143,13 +149,14 @@ def test_uncommitted_work_is_invisible_to_readers(tmp_path):
 def test_opening_removes_debris_of_a_crashed_commit(tmp_path):
     build(tmp_path, np.random.default_rng(7))
     store = tmp_path / "index" / "store-1"
-    faiss.write_index(
-        faiss.IndexIDMap2(faiss.IndexFlatIP(DIM)), str(vectors_path(store, 2))
-    )  # written, never committed
-    (store / ".vectors.3.faiss.123.tmp").write_bytes(b"half")
+    faiss.write_index(faiss.IndexIDMap2(faiss.IndexFlatIP(DIM)), str(store / "segment.2.faiss"))  # never committed
+    (store / "vectors.2.json").write_text("{}")
+    (store / "deleted.2.npy").write_bytes(b"")
+    (store / ".segment.3.faiss.123.tmp").write_bytes(b"half")
     assert IndexSnapshot.load(tmp_path / "index").generation == 1
     StoreWriter.open(store).abandon()
-    assert sorted(p.name for p in store.glob("*vectors*")) == ["vectors.1.faiss"]
+    kept = sorted(p.name for p in store.iterdir() if p.name not in ("manifest.json", "metadata.sqlite"))
+    assert [name for name in kept if not name.startswith("metadata.sqlite")] == ["segment.1.faiss", "vectors.1.json"]
 
 
 def test_loading_detects_vectors_and_rows_that_disagree(tmp_path):
@@ -163,21 +170,22 @@ def test_loading_detects_vectors_and_rows_that_disagree(tmp_path):
 
 def test_loading_detects_a_missing_or_unreadable_vectors_file(tmp_path):
     build(tmp_path, np.random.default_rng(9))
-    path = vectors_path(tmp_path / "index" / "store-1", 1)
+    path = segment_path(tmp_path / "index" / "store-1")
     path.write_bytes(b"garbage")
-    with pytest.raises(StoreError, match="cannot be read by FAISS"):
+    with pytest.raises(StoreError, match="segment.1.faiss cannot be read by FAISS"):
         IndexSnapshot.load(tmp_path / "index")
     path.unlink()
-    with pytest.raises(StoreError, match="vectors.1.faiss is missing"):
+    with pytest.raises(StoreError, match="segment.1.faiss is missing"):
+        IndexSnapshot.load(tmp_path / "index")
+    (tmp_path / "index" / "store-1" / "vectors.1.json").unlink()
+    with pytest.raises(StoreError, match="vectors.1.json is missing"):
         IndexSnapshot.load(tmp_path / "index")
 
 
 def test_dimension_disagreement_is_detected(tmp_path):
     build(tmp_path, np.random.default_rng(10))
-    faiss.write_index(
-        faiss.IndexIDMap2(faiss.IndexFlatIP(DIM + 1)), str(vectors_path(tmp_path / "index" / "store-1", 1))
-    )
-    with pytest.raises(StoreError, match="dimension 9 but the manifest says 8"):
+    faiss.write_index(faiss.IndexIDMap2(faiss.IndexFlatIP(DIM + 1)), str(segment_path(tmp_path / "index" / "store-1")))
+    with pytest.raises(StoreError, match="segment.1.faiss holds vectors of dimension 9 but the store's are 8"):
         IndexSnapshot.load(tmp_path / "index")
 
 

@@ -88,8 +88,9 @@ def test_a_store_moves_to_its_index_type_once_it_can_train_and_stays_consistent(
     copy_demo_images(gallery, 20, start=5)
     build_index(gallery, index, progress=False)
     vectors = index_info(index)["vectors"]
-    assert vectors == {"store": "faiss", "kind": "factory", "factory": "IVF4,Flat", "params": {}, "trained_on": 25}
-    assert isinstance(faiss.downcast_index(IndexSnapshot.load(index).vectors.index), faiss.IndexIVFFlat)
+    assert vectors == {"store": "faiss", "kind": "factory", "factory": "IVF4,Flat", "params": {}, "trained_on": 25,
+                       "segments": 1}  # trained: every vector written again as one segment
+    assert isinstance(faiss.downcast_index(IndexSnapshot.load(index).vectors.segments[0].index), faiss.IndexIVFFlat)
     searcher = Searcher(index)
     (best,) = searcher.query(gallery / names[3], top_k=1)
     assert best.image == str(gallery / names[3]) and best.score > 0.999
@@ -108,6 +109,7 @@ def test_changing_the_index_type_of_an_existing_index_needs_no_rebuild(tmp_path)
     assert summary.unchanged == 6 and not summary.rebuilt
     after = IndexSnapshot.load(index)
     assert after.manifest.vectors["kind"] == "hnsw" and after.manifest.settings.index_type == "hnsw"
-    ids, stored = vi.all_vectors(after.vectors.index)
+    assert len(after.vectors.segments) == 1  # the new kind: every vector written again as one segment
+    ids = after.vectors.ids()
     assert np.array_equal(ids, before.object_ids)
-    assert np.allclose(stored, vi.all_vectors(before.vectors.index)[1])
+    assert np.allclose(after.vectors.reconstruct(ids), before.vectors.reconstruct(ids))

@@ -38,6 +38,7 @@ from ..search.evaluate import evaluate as evaluate_index
 from ..images import DEFAULT_MAX_PIXELS
 from ..pipeline.build import COMMIT_SECONDS, ENGINES, build_index, existing_settings
 from ..index.info import index_info, search_space_text
+from ..index.compact import compact_index
 from ..index.remove import remove_images
 from ..search.queries import load_query_image
 from ..search.searcher import GROUPS, Searcher
@@ -61,6 +62,7 @@ def main() -> None:
       retrieval evaluate --index my-index --ground-truth gt.json
       retrieval info --index my-index
       retrieval remove --index my-index gallery/old-photos/
+      retrieval compact --index my-index                    # merge the vector segments into one
       retrieval serve --index my-index                      # web page and API at http://127.0.0.1:8000/
       retrieval detect photos/ --out detections/
       retrieval export --index my-index --format features --out features/
@@ -209,6 +211,28 @@ def index(gallery, index_dir, rebuild, prune, max_pixels, commit_every, engine, 
         gone = plural(len(summary.gone), "indexed file")
         click.echo(f"{gone} {'is' if len(summary.gone) == 1 else 'are'} gone from the gallery; --prune removes them")
     print_skipped(summary.skipped)
+
+
+@main.command()
+@index_option
+@user_errors
+def compact(index_dir):
+    """Merge an index's vector segments into one and drop removed vectors from its files.
+
+    Each commit writes its new vectors as a segment; indexing runs merge segments of one size in the
+    background, so this is only needed to make searches read one segment, or to give back the space of
+    many removals.
+    """
+    configure_logging(quiet=True)
+    summary = compact_index(index_dir)
+    if not summary.merged:
+        click.echo(f"{index_dir} is compact already (one segment, nothing removed to drop)")
+        return
+    dropped = f", {plural(summary.dropped, 'removed vector')} dropped" if summary.dropped else ""
+    click.echo(
+        f"compacted {plural(summary.merged, 'segment')} of {index_dir} into one ({plural(summary.vectors, 'vector')}"
+        f"{dropped}) in {summary.seconds:.1f} s"
+    )
 
 
 @main.command()
@@ -441,7 +465,8 @@ def _vectors_text(vectors: dict) -> str:
         return f"{vectors['store']}: {fields}"
     search = ", ".join(f"{name} {value}" for name, value in vectors["params"].items())
     trained = f", trained on {vectors['trained_on']:,} vectors" if vectors["trained_on"] else ""
-    return f"{vectors['kind']}: FAISS {vectors['factory']}" + (f" ({search})" if search else "") + trained
+    segments = f", {plural(vectors['segments'], 'segment')}" if "segments" in vectors else ""
+    return f"{vectors['kind']}: FAISS {vectors['factory']}" + (f" ({search})" if search else "") + trained + segments
 
 
 def _weights_text(identity: dict) -> str:

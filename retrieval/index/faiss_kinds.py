@@ -68,7 +68,7 @@ def check_index_type(index_type: str, dimension: int | None = None) -> None:
     if index_type in INDEX_TYPES:
         return
     try:
-        ivf = _ivf_of(faiss.index_factory(dimension or 64, index_type, faiss.METRIC_INNER_PRODUCT))
+        ivf = ivf_of(faiss.index_factory(dimension or 64, index_type, faiss.METRIC_INNER_PRODUCT))
     except RuntimeError as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else "not understood"
         raise SettingsError(
@@ -107,9 +107,8 @@ def plan_for(index_type: str, count: int, dimension: int, current: IndexPlan = F
 def new_index(plan: IndexPlan, dimension: int) -> faiss.Index:
     """An empty index of ``plan`` that takes ``add_with_ids`` (untrained for trained kinds)."""
     inner = faiss.index_factory(dimension, plan.factory, faiss.METRIC_INNER_PRODUCT)
-    ivf = _ivf_of(inner)
-    if ivf is not None:  # inverted lists keep their own ids (an ID map over them would go wrong on removal)
-        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # reconstruct and remove by id
+    ivf = ivf_of(inner)
+    if ivf is not None:  # inverted lists keep their own ids; no id → list map (``all_vectors`` makes one)
         if isinstance(ivf, faiss.IndexIVFPQ):
             ivf.do_polysemous_training = False  # only for Hamming filtering, unused here; it takes minutes
         index = inner
@@ -120,18 +119,23 @@ def new_index(plan: IndexPlan, dimension: int) -> faiss.Index:
 
 
 def filled_index(plan: IndexPlan, dimension: int, ids: np.ndarray, vectors: np.ndarray) -> faiss.Index:
-    """An index of ``plan`` holding ``vectors`` (``(N, d)`` float32) under ``ids`` (``(N,)`` int64).
+    """An index of ``plan`` holding ``vectors`` (``(N, d)`` float32) under ``ids`` (``(N,)`` int64), trained
+    first on them where ``plan`` needs training (``trained_index``)."""
+    index = trained_index(plan, dimension, vectors) if plan.trained_on else new_index(plan, dimension)
+    if len(ids):
+        index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids.astype(np.int64))
+    return index
 
-    Trained kinds are trained first, on all the vectors or a random ``MAX_TRAINING_VECTORS`` of them.
-    """
+
+def trained_index(plan: IndexPlan, dimension: int, vectors: np.ndarray) -> faiss.Index:
+    """An empty index of ``plan`` trained on ``vectors`` (``(N, d)`` float32), or on a random
+    ``MAX_TRAINING_VECTORS`` of them."""
     index = new_index(plan, dimension)
     if not index.is_trained:
         sample = vectors
         if len(vectors) > MAX_TRAINING_VECTORS:
             sample = vectors[np.random.default_rng(0).choice(len(vectors), MAX_TRAINING_VECTORS, replace=False)]
         index.train(np.ascontiguousarray(sample, dtype=np.float32))
-    if len(ids):
-        index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids.astype(np.int64))
     return index
 
 
@@ -141,7 +145,7 @@ def set_search_params(index: faiss.Index, plan: IndexPlan) -> None:
     Inverted lists are also searched in parallel within one query (FAISS ``parallel_mode`` 1): the
     searcher sends one query at a time, which FAISS would otherwise give to one thread.
     """
-    ivf = _ivf_of(index)
+    ivf = ivf_of(index)
     if ivf is not None:
         ivf.parallel_mode = 1
         if "nprobe" in plan.params:
@@ -158,7 +162,7 @@ def vector_ids(index: faiss.Index) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     if isinstance(index, faiss.IndexIDMap2) or isinstance(index, faiss.IndexIDMap):
         return np.sort(faiss.vector_to_array(index.id_map).astype(np.int64))
-    ivf = _ivf_of(index)
+    ivf = ivf_of(index)
     invlists = ivf.invlists
     parts = []
     for list_no in range(ivf.nlist):
@@ -173,7 +177,16 @@ def all_vectors(index: faiss.Index) -> tuple[np.ndarray, np.ndarray]:
     ids = vector_ids(index)
     if not len(ids):
         return ids, np.zeros((0, index.d), np.float32)
-    return ids, index.reconstruct_batch(ids).astype(np.float32)
+    return ids, reconstructable(index).reconstruct_batch(ids).astype(np.float32)
+
+
+def reconstructable(index: faiss.Index) -> faiss.Index:
+    """``index``, able to ``reconstruct`` by id: inverted lists get their id → (list, offset) map the first time
+    (kept only where vectors are read back: it costs ~50 bytes a vector)."""
+    ivf = ivf_of(index)
+    if ivf is not None and ivf.direct_map.type == faiss.DirectMap.NoMap:
+        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+    return index
 
 
 def remove_ids(index: faiss.Index, plan: IndexPlan, ids: np.ndarray) -> faiss.Index:
@@ -195,11 +208,12 @@ def _nlist_for(count: int) -> int:
 
 def _training_size(plan: IndexPlan, dimension: int) -> int:
     """Vectors needed to train ``plan``: ``TRAIN_PER_LIST`` per inverted list, or 1000 for other trained indexes."""
-    ivf = _ivf_of(faiss.index_factory(dimension, plan.factory, faiss.METRIC_INNER_PRODUCT))
+    ivf = ivf_of(faiss.index_factory(dimension, plan.factory, faiss.METRIC_INNER_PRODUCT))
     return TRAIN_PER_LIST * ivf.nlist if ivf is not None else 1000
 
 
-def _ivf_of(index: faiss.Index | None):
+def ivf_of(index: faiss.Index | None):
+    """The inverted-list index inside ``index`` (downcast), or ``None``."""
     if index is None:
         return None
     try:

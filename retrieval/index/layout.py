@@ -14,12 +14,16 @@ and then replaces HEAD, so a reader sees the old index or the new one, never a m
 from __future__ import annotations
 
 import fcntl
+import json
+import logging
 import os
 import shutil
 from pathlib import Path
 
 from ..atomic import atomic_write_text
 from ..errors import StoreError
+
+log = logging.getLogger(__name__)
 
 HEAD_NAME = "HEAD"
 PENDING_NAME = "PENDING"
@@ -74,10 +78,27 @@ def new_store_folder(directory: Path) -> Path:
 
 
 def remove_other_stores(directory: Path, keep: set[str]) -> None:
-    """Delete store folders not named in ``keep`` (left by a finished rebuild or a crash)."""
+    """Delete store folders not named in ``keep`` (left by a finished rebuild or a crash), after their vector
+    store let go of what it keeps outside the folder (a Milvus server's collection)."""
     for path in Path(directory).glob(f"{STORE_PREFIX}*"):
         if path.name not in keep and _is_numbered(path.name):
+            _release_vectors(path)
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _release_vectors(store: Path) -> None:
+    """Ask ``store``'s vector store to delete every generation it holds (best effort: a folder a crash left
+    half-made has no manifest; a server may be down, and then its collection stays, with a warning)."""
+    from .stores import STORES, store_name
+
+    try:
+        description = json.loads((store / "manifest.json").read_text(encoding="utf-8"))["vectors"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    try:
+        STORES.get(store_name(description)).discard(store, -1)
+    except Exception as error:  # noqa: BLE001 - the old store's leftovers must not fail the rebuild that replaced it
+        log.warning("the vectors of old store %s could not be deleted (%s); delete them by hand", store, error)
 
 
 def _is_numbered(name: str) -> bool:

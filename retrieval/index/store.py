@@ -4,7 +4,7 @@ A store folder (``DIR/store-<n>``, see layout.py) holds::
 
     manifest.json        what made the vectors (manifest.py); vector settings never change within a store
     metadata.sqlite      items and objects (metadata.py)
-    vectors.<gen>.*      the vector store's files of generation <gen> (stores/; FAISS: vectors.<gen>.faiss)
+    vectors.<gen>.*      the vector store's files of generation <gen> (stores/; FAISS: segments, segments.py)
     search/<gen>/        with --whiten or --dba: the searched vectors derived from those (search_space.py)
 
 Commit protocol, so that a reader or a crash at any moment sees one whole committed state: the vector
@@ -251,8 +251,12 @@ class StoreWriter:
                 self.replaced_store = None
 
     def close(self) -> None:
-        """Commit what is pending and close the database."""
+        """Commit what is pending, and the merges of segments still running (each waited for), and close."""
         self.commit()
+        merge_waiting = getattr(self.vectors, "merge_waiting", None)  # a store that merges in the background
+        while merge_waiting is not None and merge_waiting(wait=True):
+            self.changed = True
+            self.commit()
         self.db.execute("COMMIT")
         self.db.close()
 
