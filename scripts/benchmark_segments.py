@@ -7,9 +7,10 @@ kind: exact up to 50,000 vectors, inverted lists beyond), the store is filled in
 and the tidying after it) and the bytes of the files each writes are summed. For comparison, the bytes and
 seconds of writing the whole index once: what every commit cost before segments.
 
-Searches: a store of ``--search-size`` vectors is cut into 1, 10 and 50 segments (no merging), and the mean
-latency of one query at a time (as the searcher sends them; top 100) is measured against the same vectors
-merged into one segment.
+Searches: a store of ``--search-size`` vectors is cut into 1, 10 and 50 segments (no merging: one bulk
+segment, then one per commit of 1,000), and the mean latency of one query at a time (as the searcher sends
+them; top 100) is measured against the same vectors in one segment, reading the segments as a reader does
+(the small ones merged into one at load) and with each mapped and searched on its own.
 
 Usage: python scripts/benchmark_segments.py [--sizes 10000,100000,1000000] [--dimension 256] [--batch 1000]
        [--commits 5] [--search-size 200000] [--queries 200]
@@ -26,12 +27,15 @@ from pathlib import Path
 import numpy as np
 
 from retrieval.index import segments
+from retrieval.index.segment_merge import merged_index
 from retrieval.index.segments import write_index
 from retrieval.index.stores import STORES
+from retrieval.index.stores import faiss as faiss_store
 from retrieval.settings import IndexSettings
 from retrieval.testing.vectors import unit_mixture
 
 ENTRY = STORES.get("faiss")
+MAPPED_MIN_VECTORS = faiss_store.MAPPED_MIN_VECTORS
 SETTINGS = IndexSettings(embedder="resnet50", objects="whole", weights="random")
 
 
@@ -60,17 +64,21 @@ def commit_costs(folder: Path, size: int, dimension: int, batch: int, commits: i
         seconds.append(time.perf_counter() - started)
         new = [path for path in folder.iterdir() if before.get(path.name) != path.stat().st_mtime_ns]
         written.append(sum(path.stat().st_size for path in new))
-    whole, reader = folder / "whole.faiss", ENTRY.load(folder, commits + 1, store.describe(), SETTINGS)
+    names = [segment.name for segment in store.segments]
+    index, _ = merged_index(folder, names, store.trained, store.plan, dimension, np.zeros(0, np.int64))
+    whole = folder / "whole.faiss"
     started = time.perf_counter()
-    write_index(whole, reader.segments[0].index, shared_quantizer=False)  # the bulk: what each commit wrote before
+    write_index(whole, index, shared_quantizer=False)  # every vector, quantizer included: what a commit wrote before
     whole_seconds = time.perf_counter() - started
     return {"kind": store.plan.kind, "seconds": float(np.median(seconds)), "bytes": float(np.median(written)),
             "whole_bytes": whole.stat().st_size, "whole_seconds": whole_seconds}
 
 
-def search_latency(root: Path, vectors: np.ndarray, parts: int, queries: np.ndarray) -> tuple[float, str]:
-    """Mean seconds of one query (top 100) over ``vectors`` cut into ``parts`` segments; and the kind."""
-    folder = root / f"parts-{parts}"
+def search_latency(root: Path, vectors: np.ndarray, parts: int, queries: np.ndarray, mapped: bool) -> tuple[float, str]:
+    """Mean seconds of one query (top 100) over ``vectors`` cut into ``parts`` segments, and the kind; with
+    ``mapped``, every segment is mapped and searched on its own (not only those of ``MAPPED_MIN_VECTORS``)."""
+    faiss_store.MAPPED_MIN_VECTORS = 0 if mapped else MAPPED_MIN_VECTORS
+    folder = root / f"parts-{parts}-{mapped}"
     first = len(vectors) - (parts - 1) * 1000 if parts > 1 else len(vectors)
     store = filled_store(folder, vectors[:first])  # trained on the bulk, then one segment per later commit
     for part in range(parts - 1):
@@ -109,12 +117,13 @@ def main() -> None:
         vectors = unit_mixture(args.search_size, args.dimension, 1000, seed=2)
         queries = unit_mixture(args.queries, args.dimension, 1000, seed=3)
         print(f"\nsearch latency, {args.search_size:,} vectors, one query at a time, top 100:")
-        single, kind = search_latency(root, vectors, 1, queries)
-        print(f"{'segments':>9} {'kind':>5} {'ms/query':>9} {'vs one':>7}")
-        print(f"{1:>9} {kind:>5} {single * 1000:>9.2f} {1.0:>7.2f}")
+        single, kind = search_latency(root, vectors, 1, queries, mapped=True)
+        print(f"{'segments':>9} {'kind':>5} {'read as':>22} {'ms/query':>9} {'vs one':>7}")
+        print(f"{1:>9} {kind:>5} {'one mapped':>22} {single * 1000:>9.2f} {1.0:>7.2f}")
         for parts in (10, 50):
-            latency, kind = search_latency(root, vectors, parts, queries)
-            print(f"{parts:>9} {kind:>5} {latency * 1000:>9.2f} {latency / single:>7.2f}")
+            for mapped, how in ((False, "small ones merged"), (True, "each mapped")):
+                latency, kind = search_latency(root, vectors, parts, queries, mapped)
+                print(f"{parts:>9} {kind:>5} {how:>22} {latency * 1000:>9.2f} {latency / single:>7.2f}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

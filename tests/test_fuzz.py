@@ -183,6 +183,7 @@ SPECS = {
         },
     ),
     "info": Spec(("--index", "{index}"), {"--index": READ_INDEX, "--json": FLAG}),
+    "compact": Spec(("--index", "{index}"), {"--index": READ_INDEX}),
     "remove": Spec(
         ("--index", "{index}", "PATH"),
         {
