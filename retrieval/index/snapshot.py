@@ -147,9 +147,9 @@ class IndexSnapshot:
 
     @classmethod
     def _load_store(cls, directory: Path, store: Path) -> "IndexSnapshot":
-        db = connect(store, read_only=True, threads=True)  # before the read: the files of the state read
+        db = connect(store, read_only=True, threads=True)  # read through it: SQLite opens its files at a first read
         try:
-            manifest, vectors, committed = read_store(store)
+            manifest, vectors, committed = read_store(store, db)
         except BaseException:
             db.close()
             raise

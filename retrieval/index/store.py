@@ -321,14 +321,17 @@ def _writing(folder: Path) -> Iterator[None]:
         raise StoreError(f"cannot write to index {folder} (SQLite: {error})") from None
 
 
-def read_store(store: Path) -> tuple[Manifest, VectorStore, Committed]:
+def read_store(store: Path, db: sqlite3.Connection | None = None) -> tuple[Manifest, VectorStore, Committed]:
     """Read one store folder's last committed state, in one read transaction, and check that it agrees.
 
     Returns ``(manifest, vector store, committed)``: no item or object row is read (``rows.py`` looks them
     up by id); the check compares the number of vectors with the number of object rows, and the dimensions.
+    ``db``: a read-only connection to the store's metadata to read through and leave open (default: one of
+    its own, closed after).
     """
     manifest = Manifest.load(store)
-    db = connect(store, read_only=True)
+    own_db = db is None
+    db = connect(store, read_only=True) if own_db else db
     try:
         db.execute("BEGIN")
         committed = read_committed(db)
@@ -338,11 +341,14 @@ def read_store(store: Path) -> tuple[Manifest, VectorStore, Committed]:
         vectors = STORES.get(store_name(own)).load(store, committed.generation, own, manifest.settings)
         db.execute("COMMIT")
     except Exception as error:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
         if isinstance(error, StoreError):
             raise
         raise StoreError(f"{store} cannot be read ({type(error).__name__}: {error}); the index is damaged") from None
     finally:
-        db.close()
+        if own_db:
+            db.close()
     _check_agreement(store, manifest, vectors, committed.counts["objects"])
     return manifest, vectors, committed
 
