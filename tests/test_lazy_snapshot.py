@@ -12,7 +12,6 @@ from retrieval.index import metadata
 from retrieval.index.snapshot import IndexSnapshot
 from retrieval.index.store import StoreWriter
 from retrieval.search.searcher import rank
-
 from tests.test_store import image, new_index, objects
 
 FRAMES = 6  # of the video clip.mp4, one object each

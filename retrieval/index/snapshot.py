@@ -40,7 +40,7 @@ from .metadata import connect, read_generation, read_problems
 from .rows import ItemRow
 from .search_space import SearchSpace, load_space, split_description
 from .store import read_store
-from .stores import VectorStore, VectorsMissing
+from .stores import VectorsMissing, VectorStore
 
 LOAD_ATTEMPTS = 5
 EXPORT_CHUNK = 100_000  # object rows read at a time by ``chunks``

@@ -274,7 +274,9 @@ def _hits(
     return found, ranked
 
 
-def _result(snap: IndexSnapshot, found: ObjectRows, rank: int, score: float, row: int, first: int, last: int) -> SearchResult:
+def _result(
+    snap: IndexSnapshot, found: ObjectRows, rank: int, score: float, row: int, first: int, last: int
+) -> SearchResult:
     """The result of the object at ``row`` of ``found``, its span from the frame of ``first`` to that of ``last``."""
     detection_score = float(found.scores[row])
     item = found.items[int(found.item[row])]

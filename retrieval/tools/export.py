@@ -100,7 +100,8 @@ def _features(snapshot: IndexSnapshot, out: Path) -> list[Path]:
     parts, paths, boxes = [], [], []
     for found in snapshot.chunks():
         parts.append(snapshot.vectors.reconstruct(found.ids).astype(np.float16))
-        for object_id, item_id, box, label, score in zip(found.ids, found.item, found.boxes, found.labels, found.scores):
+        rows = zip(found.ids, found.item, found.boxes, found.labels, found.scores)
+        for object_id, item_id, box, label, score in rows:
             item = found.items[int(item_id)]
             paths.append(str(snapshot.absolute_path(item)))
             boxes.append({
