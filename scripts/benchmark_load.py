@@ -32,12 +32,17 @@ import numpy as np
 CENTRES = 4096  # clusters of the synthetic vectors
 SPREAD = 0.6  # noise around a centre, relative to the centre's norm
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 import numpy as np
+
+def peak_mib():  # VmHWM: this process's own peak (ru_maxrss keeps the parent's peak across fork and exec)
+    status = open("/proc/self/status").read().splitlines()
+    return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+
 from retrieval.index.snapshot import IndexSnapshot
 from retrieval.search.searcher import Searcher
 import faiss, torch
-imported = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+imported = peak_mib()
 start = time.perf_counter()
 if sys.argv[1] == "snapshot":
     snapshot = IndexSnapshot.load(sys.argv[2])
@@ -54,7 +59,7 @@ else:
         results = searcher.search(vector, top_k=10)
         times.append(time.perf_counter() - begin)
     latency = sorted(times)[2]
-print(json.dumps({"load_s": loaded, "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+print(json.dumps({"load_s": loaded, "rss_mib": peak_mib(),
                   "import_mib": imported,
                   "query_ms": None if latency is None else latency * 1000}))
 """
