@@ -17,6 +17,7 @@ import numpy as np
 from .metadata import SCHEMA_VERSION
 
 CHUNK = 900
+INT64 = (-(2**63), 2**63 - 1)
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def object_rows(db: sqlite3.Connection, version: int, ids: np.ndarray) -> list[t
 def item_rows(db: sqlite3.Connection, version: int, ids: Iterable[int]) -> dict[int, ItemRow]:
     """The indexed images and frames among item ids ``ids``, by id (an id of no such item is left out)."""
     rows = []
-    for part in chunked(sorted(set(ids))):
+    for part in chunked(sorted({i for i in ids if INT64[0] <= i <= INT64[1]})):  # SQLite's integers: 64 bits
         marks = ",".join("?" * len(part))
         rows += db.execute(
             f"SELECT id, key, path, kind, frame, time FROM ({items_table(version)}) "

@@ -96,8 +96,8 @@ def similar(
     snap, embedder = searchable
     top_k, group = _search_options(state, top_k, group)
     reranking = Rerank.of(rerank, qe_k, qe_alpha, RERANK_FIELDS)
-    found = snap.objects(np.array([object_id], dtype=np.int64))
-    if not len(found) or object_id >= snap.id_limit:
+    found = snap.objects(np.array([object_id if 0 <= object_id < snap.id_limit else -1], dtype=np.int64))
+    if not len(found):
         raise HTTPException(404, f"object {object_id} is not in the index")
     picture = indexed_picture(snap, int(found.item[0]))
     return _ranked(state, snap, embedder, picture, found.boxes[0].tolist(), top_k, group, reranking)
@@ -149,10 +149,15 @@ def _ranked(
 
 
 def _results(snap: IndexSnapshot, results: list[SearchResult]) -> list[Result]:
-    """The API's results: each search result with its item's id, path, picture size and links."""
-    found = snap.objects(np.array([result.object_id for result in results], dtype=np.int64))
+    """The API's results: each search result with its item's id, path, picture size and links (one whose
+    object a commit removed meanwhile is left out)."""
+    ids = np.array([result.object_id for result in results], dtype=np.int64)
+    found = snap.objects(ids)
     answered = []
-    for result, item_id in zip(results, found.item[found.find(np.array([r.object_id for r in results]))].tolist()):
+    for result, row in zip(results, found.find(ids).tolist()):
+        if row < 0:
+            continue
+        item_id = int(found.item[row])
         item = found.items[item_id]
         width, height = picture_size(snap.absolute_path(item), video=item.frame is not None)
         answered.append(Result(
