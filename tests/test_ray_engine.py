@@ -60,9 +60,10 @@ def local_index(gallery) -> Path:
 
 def assert_same_index(index: Path, expected: Path) -> None:
     """Same items, objects (boxes, labels, their items) and vectors (fp32 tolerance)."""
-    a, b = IndexSnapshot.load(index), IndexSnapshot.load(expected)
-    vectors_a, vectors_b = a.vectors.reconstruct(a.vectors.ids()), b.vectors.reconstruct(b.vectors.ids())
-    a, b = all_rows(a), all_rows(b)
+    snapshot_a, snapshot_b = IndexSnapshot.load(index), IndexSnapshot.load(expected)
+    vectors_a = snapshot_a.vectors.reconstruct(snapshot_a.vectors.ids())
+    vectors_b = snapshot_b.vectors.reconstruct(snapshot_b.vectors.ids())
+    a, b = all_rows(snapshot_a), all_rows(snapshot_b)
     assert sorted(a.item_keys.values()) == sorted(b.item_keys.values())
     keys_a = [a.item_keys[int(i)] for i in a.object_image]
     keys_b = [b.item_keys[int(i)] for i in b.object_image]
@@ -70,7 +71,8 @@ def assert_same_index(index: Path, expected: Path) -> None:
     np.testing.assert_array_equal(a.boxes, b.boxes)
     assert a.labels == b.labels
     np.testing.assert_allclose(vectors_a, vectors_b, atol=1e-5)
-    assert a.manifest.embedder == b.manifest.embedder and a.manifest.settings == b.manifest.settings
+    assert snapshot_a.manifest.embedder == snapshot_b.manifest.embedder
+    assert snapshot_a.manifest.settings == snapshot_b.manifest.settings
 
 
 def top10(index: Path, gallery: Path) -> list[list[tuple[str, float]]]:
