@@ -240,10 +240,10 @@ def query_rows(args: argparse.Namespace, gallery: Path, work: Path) -> list[dict
         say(f"query: {embedder}, {args.queries} queries")
         searcher = Searcher(index_dir, device=args.device)
         snapshot = IndexSnapshot.load(index_dir)
-        first_box = {}
-        for row, image_id in enumerate(snapshot.object_image):
-            first_box.setdefault(int(image_id), snapshot.boxes[row])
-        queries = [(snapshot.absolute_path(i), box) for i, box in sorted(first_box.items())]
+        found, first_box = snapshot.objects(snapshot.vectors.ids()), {}
+        for row, image_id in enumerate(found.item.tolist()):
+            first_box.setdefault(image_id, found.boxes[row])
+        queries = [(snapshot.absolute_path(found.items[i]), box) for i, box in sorted(first_box.items())]
         searcher.query(*queries[0], top_k=10)  # warm-up: first forward
         latencies = []
         for number in range(args.queries):

@@ -132,7 +132,7 @@ def test_query_many_equals_one_query_at_a_time(searcher, group, monkeypatch):
 @pytest.mark.parametrize("group", ["image", "object"])
 def test_rank_many_equals_rank_row_by_row_also_when_a_row_needs_a_larger_search(searcher, group, monkeypatch):
     snap = searcher.snapshot
-    ids = np.concatenate([snap.object_ids[:6], snap.object_ids[-6:]])  # six of the grey grid, six real objects
+    ids = np.concatenate([snap.vectors.ids()[:6], snap.vectors.ids()[-6:]])  # six of the grey grid, six real objects
     vectors = snap.vectors.reconstruct(ids)
     one_by_one = [rank(snap, vector, 3, group) for vector in vectors]
     calls = []

@@ -17,6 +17,7 @@ from retrieval.text import clock
 
 from tests.conftest import ANNOTATED_RESNET, GALLERY, QUERY
 from retrieval.testing.live_server import running_server
+from retrieval.testing.rows import all_rows
 from tests.test_video_pictures import VIDEO_SETTINGS, video_gallery
 
 playwright_api = pytest.importorskip(
@@ -131,13 +132,14 @@ def test_pick_a_gallery_image_and_click_one_of_its_objects(page, server):
     canvas = page.locator("#query-canvas")
     page.wait_for_function("document.getElementById('query-canvas').width === 640")
     snapshot = Searcher(server[1], device="cpu").snapshot
-    image_id = next(i for i, path in snapshot.image_paths.items() if path == "scene_004.jpg")
-    row = int((snapshot.object_image == image_id).nonzero()[0][0])
-    x1, y1, x2, y2 = (float(v) for v in snapshot.boxes[row])
+    table = all_rows(snapshot)
+    image_id = next(i for i, path in table.image_paths.items() if path == "scene_004.jpg")
+    row = int((table.object_image == image_id).nonzero()[0][0])
+    x1, y1, x2, y2 = (float(v) for v in table.boxes[row])
     rect = canvas.bounding_box()
     scale = rect["width"] / 640
     page.mouse.click(rect["x"] + (x1 + x2) / 2 * scale, rect["y"] + (y1 + y2) / 2 * scale)
-    assert results(page)[0]["id"] == int(snapshot.object_ids[row])
+    assert results(page)[0]["id"] == int(table.object_ids[row])
 
 
 def test_a_video_result_shows_the_time_of_its_frame(tmp_path):

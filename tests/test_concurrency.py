@@ -17,9 +17,10 @@ from tests.conftest import copy_demo_images
 
 def assert_whole(snapshot: IndexSnapshot) -> None:
     """In a whole-image index every indexed image has exactly one object and every object an indexed image."""
-    images = snapshot.object_image.tolist()
-    assert len(images) == len(set(images)) == len(snapshot.image_paths) == len(snapshot.vectors)
-    assert set(images) == set(snapshot.image_paths)
+    found = snapshot.objects(snapshot.vectors.ids())
+    images = found.item.tolist()
+    assert len(images) == len(set(images)) == snapshot.held_items == snapshot.counts["objects"] == len(snapshot.vectors)
+    assert set(images) == set(found.items)
 
 
 def test_snapshots_taken_during_an_update_are_whole_committed_states(tmp_path):
@@ -36,7 +37,7 @@ def test_snapshots_taken_during_an_update_are_whole_committed_states(tmp_path):
     assert finish_child(pid, pipe).error is None
     generations = [s.generation for s in snapshots]
     assert generations == sorted(generations)  # never back in time
-    counts = {s.generation: len(s.image_paths) for s in snapshots}
+    counts = {s.generation: s.held_items for s in snapshots}
     assert len(counts) >= 3 and min(counts.values()) >= 10
     assert IndexSnapshot.load(index).manifest.counts["images"] == 40
 
@@ -54,7 +55,7 @@ def test_snapshots_taken_during_a_rebuild_are_the_old_index_or_the_new_one(tmp_p
         snapshot = IndexSnapshot.load(index)
         assert_whole(snapshot)
         kind = snapshot.manifest.settings.weights
-        assert len(snapshot.image_paths) == 30  # never the half-built new one
+        assert snapshot.held_items == 30  # never the half-built new one
         kinds.append(kind)
         if kind != "random":
             break
@@ -78,4 +79,4 @@ def test_a_second_indexer_is_refused_and_the_first_finishes_unharmed(tmp_path):
     result = finish_child(pid, pipe)
     assert result.error is None and result.value.images == 30
     snapshot = IndexSnapshot.load(index)
-    assert_whole(snapshot) and len(snapshot.image_paths) == 30
+    assert_whole(snapshot) and snapshot.held_items == 30

@@ -15,6 +15,7 @@ from retrieval import IndexSettings, Searcher, build_index
 from retrieval.errors import StoreError
 from retrieval.models import ResNet50Embedder
 from retrieval.index.snapshot import IndexSnapshot
+from retrieval.testing.rows import all_rows
 
 from tests.children import finish_child, give_to_nobody, kill_child, run_in_child, shared_folder, start_child
 from tests.conftest import RANDOM_WHOLE as WHOLE
@@ -31,11 +32,12 @@ def content(index) -> dict:
     snapshot = IndexSnapshot.load(index)
     with closing(sqlite3.connect(f"file:{snapshot.store / 'metadata.sqlite'}?mode=ro", uri=True)) as db:
         shas = dict(db.execute("SELECT path, sha256 FROM items WHERE status = 'indexed'").fetchall())
-    found = {path: {"sha256": shas[path], "objects": []} for path in snapshot.image_paths.values()}
-    for row, object_id in enumerate(snapshot.object_ids):
-        path = snapshot.image_paths[int(snapshot.object_image[row])]
+    table = all_rows(snapshot)
+    found = {path: {"sha256": shas[path], "objects": []} for path in table.image_paths.values()}
+    for row, object_id in enumerate(table.object_ids):
+        path = table.image_paths[int(table.object_image[row])]
         found[path]["objects"].append(
-            (snapshot.boxes[row].tolist(), snapshot.labels[row], snapshot.vectors.reconstruct(np.array([object_id]))[0])
+            (table.boxes[row].tolist(), table.labels[row], snapshot.vectors.reconstruct(np.array([object_id]))[0])
         )
     return found
 
@@ -55,11 +57,12 @@ def assert_loads_and_answers(index, embedder) -> int:
     """The index loads, agrees with itself, and finds each of a few stored vectors as its own best match."""
     searcher = Searcher(index, embedder=embedder)
     snapshot = searcher.snapshot
-    assert len(set(snapshot.object_image.tolist())) == len(snapshot.image_paths) == len(snapshot.vectors)
-    for object_id in snapshot.object_ids[:3]:
+    table = all_rows(snapshot)
+    assert len(set(table.object_image.tolist())) == len(table.image_paths) == len(snapshot.vectors)
+    for object_id in table.object_ids[:3]:
         (top,) = searcher.search(snapshot.vectors.reconstruct(np.array([object_id]))[0], top_k=1, group="object")
         assert top.object_id == int(object_id) and top.score > 0.999
-    return len(snapshot.image_paths)
+    return len(table.image_paths)
 
 
 def test_killed_at_random_moments_the_index_stays_usable_and_resumes_to_the_same_content(tmp_path, embedder):

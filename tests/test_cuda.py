@@ -15,6 +15,7 @@ from retrieval.models import FasterRCNNModel, ResNet50Embedder
 from retrieval.models.detectors.faster_rcnn import GPU_IMAGES_PER_FORWARD
 from retrieval.models.accel.speed import resolve_precision
 from retrieval.index.snapshot import IndexSnapshot
+from retrieval.testing.rows import all_rows
 
 from tests.conftest import GALLERY, SMALL_MAX_SIZE, SMALL_MIN_SIZE, copy_demo_images, random_detect_args
 from tests.test_speed import centred_cosines, photos
@@ -112,8 +113,9 @@ def test_index_and_query_on_the_gpu_find_the_query_object_first(tmp_path, embedd
     info = json.loads(CliRunner().invoke(main, ["info", "--index", str(index), "--json"]).output)
     assert info["images"] == 12 and info["objects"] == 48
     snapshot = IndexSnapshot.load(index)
+    table = all_rows(snapshot)
     for row in (0, 21, 47):
-        image, box = snapshot.absolute_path(int(snapshot.object_image[row])), snapshot.boxes[row]
+        image, box = snapshot.gallery_root / table.image_paths[int(table.object_image[row])], table.boxes[row]
         query = ["query", image, "--box", ",".join(f"{v:.3f}" for v in box), "--index", index, "--device", "cuda"]
         result = CliRunner().invoke(main, [str(a) for a in [*query, "--group", "object", "--json", "--top-k", "3"]])
         assert result.exit_code == 0, result.output

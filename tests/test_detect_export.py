@@ -20,6 +20,7 @@ from retrieval.models.weights import seeded_init
 from retrieval.errors import SettingsError
 from retrieval.tools.detect import DetectSettings
 from retrieval.tools.export import embedding_file_name
+from retrieval.testing.rows import all_rows
 
 from tests.conftest import GALLERY, RANDOM_WHOLE, SMALL_MAX_SIZE, SMALL_MIN_SIZE, random_detect
 
@@ -111,7 +112,7 @@ def test_detections_of_a_folder_index_it_with_those_boxes(tmp_path):
     given = {"objects": "annotations", "annotations": str(tmp_path / "out/detections.json")}
     build_index(folder, index, IndexSettings(**{**RANDOM_WHOLE.to_dict(), **given}), progress=False)
     detections = json.loads((tmp_path / "out/detections.json").read_text())
-    stored = Searcher(index, device="cpu").snapshot.boxes
+    stored = all_rows(Searcher(index, device="cpu").snapshot).boxes
     expected = [[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in detections["annotations"])]
     np.testing.assert_allclose(np.sort(stored, axis=0), np.sort(np.array(expected, np.float32), axis=0), atol=0.01)
 
@@ -132,21 +133,22 @@ def test_export_per_image(index, tmp_path):
     assert result.exit_code == 0, result.output
     searcher = Searcher(index, device="cpu")
     snapshot = searcher.snapshot
+    table = all_rows(snapshot)
     with open(tmp_path / "out/summary.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     sheet = load_workbook(tmp_path / "out/summary.xlsx").active
     cells = [[cell.value for cell in row] for row in sheet.iter_rows()]
     assert cells[0] == ["image", "boxes", "embedding_size", "embedding_file"]
     assert [[r["image"], int(r["boxes"]), int(r["embedding_size"]), r["embedding_file"]] for r in rows] == cells[1:]
-    assert sorted(r["image"] for r in rows) == sorted(snapshot.image_paths.values())
+    assert sorted(r["image"] for r in rows) == sorted(table.image_paths.values())
     assert "sub/scene_001.jpg" in {r["image"] for r in rows}
     for row in rows:
         assert row["embedding_file"] == embedding_file_name(row["image"])
         vectors = np.load(tmp_path / "out" / row["embedding_file"])
         assert vectors.shape == (3, 1024) and vectors.dtype == np.float32
-        image_id = next(i for i, p in snapshot.image_paths.items() if p == row["image"])
-        for vector, box in zip(vectors, snapshot.boxes[snapshot.object_image == image_id]):
-            again = searcher.embed_query(snapshot.absolute_path(image_id), box.tolist())
+        image_id = next(i for i, p in table.image_paths.items() if p == row["image"])
+        for vector, box in zip(vectors, table.boxes[table.object_image == image_id]):
+            again = searcher.embed_query(snapshot.gallery_root / table.image_paths[int(image_id)], box.tolist())
             assert float(vector @ again) > 0.999  # the row is that box's embedding
 
 

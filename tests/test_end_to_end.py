@@ -12,6 +12,7 @@ from PIL import Image
 from retrieval import Searcher, evaluate
 from retrieval.cli.main import main
 from retrieval.errors import SettingsError
+from retrieval.testing.rows import all_rows
 
 from tests.conftest import GALLERY, QUERY, SMALL_MAX_SIZE, SMALL_MIN_SIZE, random_detect_args
 
@@ -236,13 +237,11 @@ def test_detected_objects_are_found_again_by_their_own_box(tmp_path):
         assert result.exit_code == 0, result.output
         assert "indexed 3 images, 12 objects" in result.output
         searcher = Searcher(index, device="cpu")
-        row = 5
-        box = searcher.snapshot.boxes[row]
-        image_id = searcher.snapshot.object_image[row]
-        (top,) = searcher.query(
-            gallery / searcher.snapshot.image_paths[image_id], box.tolist(), top_k=1, group="object"
-        )
-        assert top.object_id == int(searcher.snapshot.object_ids[row]) and top.score >= 0.999
+        row, table = 5, all_rows(searcher.snapshot)
+        box = table.boxes[row]
+        image_id = table.object_image[row]
+        (top,) = searcher.query(gallery / table.image_paths[image_id], box.tolist(), top_k=1, group="object")
+        assert top.object_id == int(table.object_ids[row]) and top.score >= 0.999
         assert top.label is not None and 0.0 <= top.detection_score <= 1.0
 
 

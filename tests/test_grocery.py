@@ -1,6 +1,7 @@
 """Real phone photos from ../shared/data/grocery index without error (skipped where the folder is absent)."""
 
 from retrieval import Searcher, build_index
+from retrieval.testing.rows import all_rows
 
 from tests.conftest import RANDOM_WHOLE, random_detect
 
@@ -26,7 +27,9 @@ def test_real_photos_detect_and_roi_embed(grocery, tmp_path):
     assert summary.skipped == [] and summary.images == len(photos) and summary.objects == 3 * len(photos)
     searcher = Searcher(tmp_path / "index", device="cpu")
     snapshot = searcher.snapshot
+    table = all_rows(snapshot)
     (top,) = searcher.query(
-        snapshot.absolute_path(snapshot.object_image[0]), snapshot.boxes[0].tolist(), top_k=1, group="object"
+        snapshot.gallery_root / table.image_paths[int(table.object_image[0])], table.boxes[0].tolist(), top_k=1,
+        group="object",
     )
-    assert top.object_id == int(snapshot.object_ids[0]) and top.score >= 0.999
+    assert top.object_id == int(table.object_ids[0]) and top.score >= 0.999

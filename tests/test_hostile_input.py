@@ -11,6 +11,7 @@ import pytest
 from retrieval import IndexSettings, build_index, index_info
 from retrieval.errors import AnnotationsError
 from retrieval.index.snapshot import IndexSnapshot
+from retrieval.testing.rows import all_rows
 
 from tests.children import run_in_child, shared_folder
 from tests.conftest import RANDOM_WHOLE, random_detect
@@ -57,7 +58,8 @@ def test_readable_images_are_indexed_and_every_other_file_is_reported(corpus, mo
     assert summary.images == len(readable) and summary.added == len(readable)
 
     snapshot = IndexSnapshot.load(index)
-    assert set(snapshot.image_paths.values()) == set(readable)
+    table = all_rows(snapshot)
+    assert set(table.image_paths.values()) == set(readable)
     with closing(sqlite3.connect(snapshot.store / "metadata.sqlite")) as db:
         sizes = {
             path: (w, h) for path, w, h in db.execute("SELECT path, width, height FROM items WHERE status = 'indexed'")

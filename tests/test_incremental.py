@@ -15,6 +15,7 @@ from retrieval.cli.main import main
 from retrieval.errors import StoreError
 from retrieval.index.remove import remove_images
 from retrieval.index.snapshot import IndexSnapshot
+from retrieval.testing.rows import all_rows
 
 from tests.conftest import GALLERY
 from tests.conftest import RANDOM_WHOLE as WHOLE
@@ -51,9 +52,10 @@ def counting(monkeypatch):
 
 def vectors_by_path(index) -> dict[str, np.ndarray]:
     snapshot = IndexSnapshot.load(index)
+    table = all_rows(snapshot)
     return {
-        snapshot.image_paths[int(image)]: snapshot.vectors.reconstruct(np.array([i]))[0]
-        for i, image in zip(snapshot.object_ids, snapshot.object_image)
+        table.image_paths[int(image)]: snapshot.vectors.reconstruct(np.array([i]))[0]
+        for i, image in zip(table.object_ids, table.object_image)
     }
 
 
@@ -198,7 +200,8 @@ def test_an_edited_annotation_re_indexes_only_its_image(gallery, tmp_path):
     summary = build_index(gallery, tmp_path / "index", progress=False)
     assert (summary.updated, summary.unchanged) == (1, 3)
     snapshot = IndexSnapshot.load(tmp_path / "index")
-    assert [50, 60, 250, 210] in snapshot.boxes.tolist()
+    table = all_rows(snapshot)
+    assert [50, 60, 250, 210] in table.boxes.tolist()
 
 
 def test_cli_update_uses_the_index_settings_for_options_left_out(gallery, tmp_path):

@@ -17,6 +17,7 @@ from retrieval.index.stores import milvus
 from retrieval.pipeline.build import build_index
 from retrieval.search.searcher import Searcher
 from retrieval.settings import IndexSettings
+from retrieval.testing.rows import all_rows
 from tests.conftest import RANDOM_WHOLE, copy_demo_images
 
 pytest.importorskip("milvus_lite", reason="milvus-lite is not installed: pip install -e '.[milvus]'")
@@ -48,8 +49,9 @@ def test_milvus_ranks_as_faiss_does(tmp_path, gallery):
     build_index(gallery, tmp_path / "faiss", RANDOM_WHOLE, progress=False)
     build_index(gallery, tmp_path / "milvus", MILVUS, progress=False)
     snapshot = IndexSnapshot.load(tmp_path / "milvus")
+    table = all_rows(snapshot)
     assert (snapshot.store / "milvus.db").is_dir() and not list(snapshot.store.glob("*.faiss"))
-    assert len(snapshot.vectors) == 12 and list(snapshot.vectors.ids()) == list(snapshot.object_ids)
+    assert len(snapshot.vectors) == 12 and list(snapshot.vectors.ids()) == list(table.object_ids)
     faiss, milvus = Searcher(tmp_path / "faiss"), Searcher(tmp_path / "milvus")
     for query in sorted(gallery.glob("*.jpg"))[:4]:
         every = {r.object_id: r.score for r in faiss.query(query, top_k=12, group="object")}
@@ -71,15 +73,17 @@ def test_adds_and_removes_across_runs_and_retrieval_remove(tmp_path):
     summary = build_index(gallery, tmp_path / "i", MILVUS, prune=True, progress=False)
     assert (summary.added, summary.removed) == (2, 1)
     snapshot = IndexSnapshot.load(tmp_path / "i")
-    assert len(snapshot.object_ids) == 7 and list(snapshot.vectors.ids()) == list(snapshot.object_ids)
+    table = all_rows(snapshot)
+    assert len(table.object_ids) == 7 and list(snapshot.vectors.ids()) == list(table.object_ids)
     result = CliRunner().invoke(main, ["remove", "--index", str(tmp_path / "i"), str(gallery / names[1])])
     assert result.exit_code == 0, result.output
     assert "removed 1 image" in result.output
     snapshot = IndexSnapshot.load(tmp_path / "i")
-    assert len(snapshot.object_ids) == 6 and list(snapshot.vectors.ids()) == list(snapshot.object_ids)
-    assert sorted(raw_rows(snapshot.store)) == list(snapshot.object_ids)  # removed rows deleted for good
+    table = all_rows(snapshot)
+    assert len(table.object_ids) == 6 and list(snapshot.vectors.ids()) == list(table.object_ids)
+    assert sorted(raw_rows(snapshot.store)) == list(table.object_ids)  # removed rows deleted for good
     query = gallery / names[2]
-    assert top10(tmp_path / "i", query)[0][0] == snapshot.object_ids[0]
+    assert top10(tmp_path / "i", query)[0][0] == table.object_ids[0]
     assert np.isclose(top10(tmp_path / "i", query)[1][0], 1.0, atol=1e-5)
 
 
@@ -115,9 +119,10 @@ def test_a_crash_after_the_sqlite_commit_leaves_removed_rows_deleted_at_the_next
     writer.close()
     monkeypatch.undo()
     snapshot = IndexSnapshot.load(tmp_path / "i")
-    assert len(raw_rows(store)) == 3 and list(snapshot.vectors.ids()) == list(snapshot.object_ids)
+    table = all_rows(snapshot)
+    assert len(raw_rows(store)) == 3 and list(snapshot.vectors.ids()) == list(table.object_ids)
     StoreWriter.open(store).abandon()
-    assert sorted(raw_rows(store)) == list(snapshot.object_ids)
+    assert sorted(raw_rows(store)) == list(table.object_ids)
 
 
 def test_info_shows_the_store_and_a_bad_uri_is_one_line(tmp_path, gallery):
@@ -141,7 +146,7 @@ def test_info_shows_the_store_and_a_bad_uri_is_one_line(tmp_path, gallery):
 def test_moving_an_index_from_faiss_to_milvus_and_back_keeps_the_vectors(tmp_path, gallery):
     build_index(gallery, tmp_path / "i", RANDOM_WHOLE, progress=False)
     before = IndexSnapshot.load(tmp_path / "i")
-    want = before.vectors.reconstruct(before.object_ids)
+    want = before.vectors.reconstruct(before.vectors.ids())
     result = CliRunner().invoke(
         main, ["index", str(gallery), "--index", str(tmp_path / "i"), "--quiet", "--vector-store", "milvus"]
     )
@@ -149,11 +154,11 @@ def test_moving_an_index_from_faiss_to_milvus_and_back_keeps_the_vectors(tmp_pat
     after = IndexSnapshot.load(tmp_path / "i")
     assert after.store == before.store and not list(after.store.glob("*.faiss"))
     assert json.loads((after.store / "milvus.json").read_text())["collection"] == "vectors"
-    np.testing.assert_allclose(after.vectors.reconstruct(after.object_ids), want, atol=1e-6)
+    np.testing.assert_allclose(after.vectors.reconstruct(after.vectors.ids()), want, atol=1e-6)
     build_index(gallery, tmp_path / "i", RANDOM_WHOLE, progress=False)
     back = IndexSnapshot.load(tmp_path / "i")
     assert not (back.store / "milvus.db").exists() and not (back.store / "milvus.json").exists()
-    np.testing.assert_allclose(back.vectors.reconstruct(back.object_ids), want, atol=1e-6)
+    np.testing.assert_allclose(back.vectors.reconstruct(back.vectors.ids()), want, atol=1e-6)
 
 
 def test_an_unreachable_server_is_one_line_naming_it(tmp_path, gallery):

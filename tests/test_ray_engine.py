@@ -24,6 +24,7 @@ from retrieval.pipeline.ray_engine import PoolShape, pool_shape
 from retrieval.search.searcher import Searcher
 from retrieval.settings import IndexSettings
 from retrieval.testing.videos import write_scene_video
+from retrieval.testing.rows import all_rows
 from tests.conftest import GALLERY, copy_demo_images
 
 SETTINGS = IndexSettings(
@@ -59,16 +60,19 @@ def local_index(gallery) -> Path:
 
 def assert_same_index(index: Path, expected: Path) -> None:
     """Same items, objects (boxes, labels, their items) and vectors (fp32 tolerance)."""
-    a, b = IndexSnapshot.load(index), IndexSnapshot.load(expected)
+    snapshot_a, snapshot_b = IndexSnapshot.load(index), IndexSnapshot.load(expected)
+    vectors_a = snapshot_a.vectors.reconstruct(snapshot_a.vectors.ids())
+    vectors_b = snapshot_b.vectors.reconstruct(snapshot_b.vectors.ids())
+    a, b = all_rows(snapshot_a), all_rows(snapshot_b)
     assert sorted(a.item_keys.values()) == sorted(b.item_keys.values())
     keys_a = [a.item_keys[int(i)] for i in a.object_image]
     keys_b = [b.item_keys[int(i)] for i in b.object_image]
     assert keys_a == keys_b and len(keys_a) == IMAGES + len(b.frames) > IMAGES
     np.testing.assert_array_equal(a.boxes, b.boxes)
     assert a.labels == b.labels
-    vectors_a, vectors_b = a.vectors.reconstruct(a.object_ids), b.vectors.reconstruct(b.object_ids)
     np.testing.assert_allclose(vectors_a, vectors_b, atol=1e-5)
-    assert a.manifest.embedder == b.manifest.embedder and a.manifest.settings == b.manifest.settings
+    assert snapshot_a.manifest.embedder == snapshot_b.manifest.embedder
+    assert snapshot_a.manifest.settings == snapshot_b.manifest.settings
 
 
 def top10(index: Path, gallery: Path) -> list[list[tuple[str, float]]]:
@@ -156,7 +160,7 @@ def test_an_update_on_ray_reads_changed_files_in_the_workers_as_local_does(ray, 
     )
     assert remote.skipped == local.skipped and [key for key, _ in remote.skipped] == ["broken.jpg"]
     a, b = (IndexSnapshot.load(folder.parent / "index") for folder in galleries.values())
-    np.testing.assert_allclose(a.vectors.reconstruct(a.object_ids), b.vectors.reconstruct(b.object_ids), atol=1e-5)
+    np.testing.assert_allclose(a.vectors.reconstruct(a.vectors.ids()), b.vectors.reconstruct(b.vectors.ids()), atol=1e-5)
 
 
 def test_engine_ray_without_ray_installed_is_one_line_saying_how_to_install_it(tmp_path, monkeypatch):

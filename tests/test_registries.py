@@ -240,8 +240,8 @@ def test_changing_the_vector_store_moves_the_vectors_without_reading_images_agai
     assert summary.unchanged == 6 and not summary.rebuilt
     after = IndexSnapshot.load(tmp_path / "i")
     assert isinstance(after.vectors, NumpyStore) and not list(after.store.glob("*.faiss"))
-    np.testing.assert_allclose(after.vectors.reconstruct(after.object_ids),
-                               before.vectors.reconstruct(before.object_ids), atol=1e-6)
+    np.testing.assert_allclose(after.vectors.reconstruct(after.vectors.ids()),
+                               before.vectors.reconstruct(before.vectors.ids()), atol=1e-6)
 
 
 def test_a_rebuild_lets_the_old_stores_vector_store_delete_its_vectors(tmp_path, toys):

@@ -28,6 +28,7 @@ from retrieval.search.rerank import Rerank, augmented
 from retrieval.search.searcher import rank
 from retrieval.server import ServerState, create_app
 from retrieval.testing.vectors import unit_mixture
+from retrieval.testing.rows import all_rows
 
 DIM = 24
 
@@ -92,7 +93,7 @@ def synthetic_index(tmp_path: Path, vectors: np.ndarray, **settings) -> IndexSna
 
 def ranking(snapshot: IndexSnapshot, query: np.ndarray, rerank: Rerank | None = None) -> tuple[list, np.ndarray]:
     """Every object of ``snapshot`` ranked for ``query``: ``([object ids], scores)``."""
-    results = rank(snapshot, query, top_k=len(snapshot.object_ids), group="object", rerank=rerank)
+    results = rank(snapshot, query, top_k=len(snapshot.vectors), group="object", rerank=rerank)
     return [r.object_id for r in results], np.array([r.score for r in results])
 
 
@@ -121,7 +122,7 @@ def test_whitened_search_equals_numpy_whitening_and_cosine(tmp_path):
     assert ids == list(np.argsort(-want))
     np.testing.assert_allclose(scores, np.sort(want)[::-1], atol=1e-4)
     assert snapshot.space.vectors.dimension == 8 and snapshot.vectors.dimension == DIM
-    np.testing.assert_allclose(snapshot.vectors.reconstruct(snapshot.object_ids), GALLERY, atol=1e-6)  # kept raw
+    np.testing.assert_allclose(snapshot.vectors.reconstruct(snapshot.vectors.ids()), GALLERY, atol=1e-6)  # kept raw
 
 
 def test_dba_equals_a_numpy_reference_and_is_what_the_index_searches(tmp_path):
@@ -129,7 +130,7 @@ def test_dba_equals_a_numpy_reference_and_is_what_the_index_searches(tmp_path):
     np.testing.assert_allclose(augmented(GALLERY, 4, alpha=1.0), reference_dba(GALLERY, 4, 1.0), atol=1e-5)
     np.testing.assert_array_equal(augmented(GALLERY[:1], 4), GALLERY[:1])  # no neighbour: unchanged
     snapshot = synthetic_index(tmp_path, GALLERY, whiten=8, dba=4)
-    searched = snapshot.space.vectors.reconstruct(snapshot.object_ids)
+    searched = snapshot.space.vectors.reconstruct(snapshot.vectors.ids())
     np.testing.assert_allclose(searched, reference_dba(reference_whiten(GALLERY, 8)(GALLERY), 4), atol=1e-4)
 
 
@@ -138,7 +139,7 @@ def test_aqe_with_k_0_is_no_reranking_and_aqe_equals_a_numpy_reference(tmp_path)
     plain = ranking(snapshot, QUERY)
     zero = ranking(snapshot, QUERY, Rerank("aqe", k=0))
     assert zero[0] == plain[0] and np.array_equal(zero[1], plain[1])
-    searched = snapshot.space.vectors.reconstruct(snapshot.object_ids)
+    searched = snapshot.space.vectors.reconstruct(snapshot.vectors.ids())
     top = np.argsort(-(searched @ QUERY))[:5]
     expanded = reference_expand(QUERY, searched[top], 3.0)
     want = searched @ expanded
@@ -239,7 +240,7 @@ def search_files(index: Path) -> list[str]:
 def test_turning_whitening_and_dba_on_and_off_rederives_without_embedding_again(tmp_path, toy):
     index = tmp_path / "i"
     build_index(toy, index, IndexSettings(**TOY), progress=False)
-    stored = IndexSnapshot.load(index).vectors.reconstruct(IndexSnapshot.load(index).object_ids)
+    stored = IndexSnapshot.load(index).vectors.reconstruct(IndexSnapshot.load(index).vectors.ids())
     assert search_files(index) == []
     for whiten, dba, dimension in ((8, 0, 8), (8, 3, 8), (-1, 3, DIM), (0, 3, DIM), (0, 0, DIM)):
         GridEmbedder.calls = 0
@@ -249,7 +250,7 @@ def test_turning_whitening_and_dba_on_and_off_rederives_without_embedding_again(
         assert (snapshot.manifest.settings.whiten, snapshot.manifest.settings.dba) == (whiten, dba)
         assert snapshot.space.vectors.dimension == dimension
         assert (snapshot.space.whitening is not None) == bool(whiten)
-        np.testing.assert_array_equal(snapshot.vectors.reconstruct(snapshot.object_ids), stored)
+        np.testing.assert_array_equal(snapshot.vectors.reconstruct(snapshot.vectors.ids()), stored)
         generation = str(snapshot.generation)
         derived = [f"{generation}/segment.1.faiss", f"{generation}/vectors.{generation}.json"]
         expected = [generation, *derived] + [f"{generation}/whitening.npz"] * bool(whiten)
@@ -303,9 +304,10 @@ def test_the_http_api_takes_rerank_fields(tmp_path, toy):
     build_index(toy, index, IndexSettings(**TOY, whiten=8), progress=False)
     app = TestClient(create_app(ServerState(index, device="cpu")))
     snapshot = IndexSnapshot.load(index)
-    image_id = int(snapshot.object_image[3])  # object 3's image: the whole of it is the object's box
+    table = all_rows(snapshot)
+    image_id = int(table.object_image[3])  # object 3's image: the whole of it is the object's box
     want = Searcher(index).query(
-        snapshot.absolute_path(image_id), top_k=5, group="object", rerank=Rerank("aqe", 4, 2.0)
+        snapshot.gallery_root / table.image_paths[int(image_id)], top_k=5, group="object", rerank=Rerank("aqe", 4, 2.0)
     )
     options = {"top_k": "5", "group": "object", "rerank": "aqe", "qe_k": "4", "qe_alpha": "2"}
     body = app.post("/api/query", data={"image_id": str(image_id), **options}).json()

@@ -168,10 +168,11 @@ def test_merge_choice_takes_a_full_tier_of_the_smallest_size():
     assert seg.merge_choice([]) == []
 
 
-def mapped_files() -> set[str]:
-    """Names of the segment files this process has memory-mapped."""
+def mapped_files(folder: Path) -> set[str]:
+    """Names of the segment files in ``folder`` this process has memory-mapped (deleted ones too)."""
     lines = Path("/proc/self/maps").read_text().splitlines()
-    return {Path(line.split()[-1]).name for line in lines if "segment." in line}
+    paths = [line.split(maxsplit=5)[-1].removesuffix(" (deleted)") for line in lines if "segment." in line]
+    return {Path(path).name for path in paths if Path(path).parent == folder}
 
 
 def test_big_segments_are_mapped_and_small_ones_read_into_one(tmp_path, monkeypatch):
@@ -180,8 +181,8 @@ def test_big_segments_are_mapped_and_small_ones_read_into_one(tmp_path, monkeypa
     vectors = np.concatenate([fill(store, rng, 1, 300), fill(store, rng, 4, 50, start=300)])
     reader = store.reader()
     assert [segment.index is not None for segment in reader.segments] == [True, False, False, False, False]
-    assert len(reader._parts()) == 2 and "segment.1.faiss" in mapped_files()
-    assert not mapped_files() & {"segment.2.faiss", "segment.3.faiss", "segment.4.faiss", "segment.5.faiss"}
+    assert len(reader._parts()) == 2 and "segment.1.faiss" in mapped_files(tmp_path / "t")
+    assert not mapped_files(tmp_path / "t") & {"segment.2.faiss", "segment.3.faiss", "segment.4.faiss", "segment.5.faiss"}
     np.testing.assert_array_equal(reader.reconstruct(np.arange(500)), vectors)
     scores, ids = reader.search(vectors[[0, 350, 499]], 1)
     assert ids[:, 0].tolist() == [0, 350, 499] and np.allclose(scores[:, 0], 1, atol=1e-5)
@@ -193,7 +194,7 @@ def test_a_reader_keeps_its_generation_while_its_segments_are_merged_away(tmp_pa
     fill(store, rng, 6, 50)
     reader = store.reader()
     scores, ids = reader.search(unit(np.random.default_rng(9), 3), 5)
-    assert mapped_files() >= {name for name, _ in seg.read_listing(tmp_path / "s", 6).segments}
+    assert mapped_files(tmp_path / "s") >= {name for name, _ in seg.read_listing(tmp_path / "s", 6).segments}
     store.store.compact()
     store.commit()  # the old segment files are deleted now
     assert not (tmp_path / "s" / "segment.1.faiss").exists()

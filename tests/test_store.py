@@ -17,6 +17,7 @@ from retrieval.settings import IndexSettings
 from retrieval.index.snapshot import IndexSnapshot
 from retrieval.index.store import StoreWriter
 from retrieval.index.segments import read_listing
+from retrieval.testing.rows import all_rows
 
 DIM = 8
 
@@ -57,20 +58,21 @@ def build(tmp_path, rng):
 
 
 def stored_vectors(snapshot) -> np.ndarray:
-    return np.vstack([snapshot.vectors.reconstruct(np.array([i]))[0] for i in snapshot.object_ids])
+    return np.vstack([snapshot.vectors.reconstruct(np.array([i]))[0] for i in snapshot.vectors.ids()])
 
 
 def test_round_trip_keeps_vectors_boxes_labels_scores_and_paths(tmp_path):
     first, second = build(tmp_path, np.random.default_rng(0))
     snapshot = IndexSnapshot.load(tmp_path / "index")
-    assert snapshot.object_ids.tolist() == [0, 1, 2, 3, 4]
+    table = all_rows(snapshot)
+    assert table.object_ids.tolist() == [0, 1, 2, 3, 4]
     np.testing.assert_array_equal(stored_vectors(snapshot), np.vstack([first.vectors, second.vectors]))
-    np.testing.assert_array_equal(snapshot.boxes, np.vstack([first.boxes, second.boxes]))
-    assert snapshot.labels == ["c0", "c1", "c2", "c0", "c1"]
-    np.testing.assert_allclose(snapshot.scores[:3], first.scores)
-    assert np.isnan(snapshot.scores[3:]).all()
-    assert sorted(snapshot.image_paths.values()) == ["a.jpg", "sub/b.png"]
-    assert snapshot.skipped == [("broken.jpg", "empty file (0 bytes)")]
+    np.testing.assert_array_equal(table.boxes, np.vstack([first.boxes, second.boxes]))
+    assert table.labels == ["c0", "c1", "c2", "c0", "c1"]
+    np.testing.assert_allclose(table.scores[:3], first.scores)
+    assert np.isnan(table.scores[3:]).all()
+    assert sorted(table.image_paths.values()) == ["a.jpg", "sub/b.png"]
+    assert table.skipped == [("broken.jpg", "empty file (0 bytes)")]
     assert snapshot.manifest.counts == {"images": 2, "objects": 5, "skipped": 1}
 
 
@@ -103,10 +105,11 @@ def test_putting_an_image_again_replaces_its_objects_and_vectors(tmp_path):
     writer.put_skipped("sub/b.png", "now broken")
     writer.close()
     snapshot = IndexSnapshot.load(tmp_path / "index")
-    assert snapshot.object_ids.tolist() == [5]  # ids are never reused
+    table = all_rows(snapshot)
+    assert table.object_ids.tolist() == [5]  # ids are never reused
     np.testing.assert_array_equal(stored_vectors(snapshot), replacement.vectors)
-    assert list(snapshot.image_paths.values()) == ["a.jpg"]
-    assert dict(snapshot.skipped) == {"broken.jpg": "empty file (0 bytes)", "sub/b.png": "now broken"}
+    assert list(table.image_paths.values()) == ["a.jpg"]
+    assert dict(table.skipped) == {"broken.jpg": "empty file (0 bytes)", "sub/b.png": "now broken"}
 
 
 def test_remove_takes_rows_and_vectors_out(tmp_path):
@@ -115,7 +118,8 @@ def test_remove_takes_rows_and_vectors_out(tmp_path):
     assert writer.remove(["a.jpg", "not-there.jpg"]) == 1
     writer.close()
     snapshot = IndexSnapshot.load(tmp_path / "index")
-    assert snapshot.object_ids.tolist() == [3, 4] and list(snapshot.image_paths.values()) == ["sub/b.png"]
+    table = all_rows(snapshot)
+    assert table.object_ids.tolist() == [3, 4] and list(table.image_paths.values()) == ["sub/b.png"]
 
 
 def segment_path(store, generation=1):
@@ -164,7 +168,7 @@ def test_loading_detects_vectors_and_rows_that_disagree(tmp_path):
     with closing(sqlite3.connect(tmp_path / "index" / "store-1" / "metadata.sqlite")) as db:
         db.execute("DELETE FROM objects WHERE id = 4")
         db.commit()
-    with pytest.raises(StoreError, match="5 vectors but 4 object rows, or their ids differ; the index is damaged"):
+    with pytest.raises(StoreError, match="5 vectors but 4 object rows; the index is damaged"):
         IndexSnapshot.load(tmp_path / "index")
 
 

@@ -32,6 +32,7 @@ from retrieval.training.train import TrainingImages, TrainSettings, output_paths
 
 from tests.conftest import GALLERY
 from retrieval.testing.shapes import CLASSES, SIZE, write_yolo_dataset
+from retrieval.testing.rows import all_rows
 
 FAST = dict(detector="mobilenet_v3_large_fpn", weights="random", min_size=160, max_size=240, lr=0.01, workers=0)
 
@@ -239,18 +240,19 @@ def test_index_with_the_fine_tuned_detector(trained, dataset, tmp_path):
     assert len(detector["weights"]["sha256"]) == 64
     searcher = Searcher(index, device="cpu")
     snapshot = searcher.snapshot
-    assert set(snapshot.labels) <= set(CLASSES)
+    table = all_rows(snapshot)
+    assert set(table.labels) <= set(CLASSES)
     for row in (0, 7):
-        image = snapshot.absolute_path(snapshot.object_image[row])
-        results = searcher.query(image, snapshot.boxes[row].tolist(), top_k=12, group="object")
-        own = next(r for r in results if r.object_id == int(snapshot.object_ids[row]))
+        image = snapshot.gallery_root / table.image_paths[int(table.object_image[row])]
+        results = searcher.query(image, table.boxes[row].tolist(), top_k=12, group="object")
+        own = next(r for r in results if r.object_id == int(table.object_ids[row]))
         assert own.score > 0.999 and own.score >= results[0].score - 1e-5  # a barely trained detector: ties
     # the roi vectors are the checkpoint model's own box-head output (plain torchvision, fp32)
     model = model_from_checkpoint(read_checkpoint(out), out, 160, 240).eval()
     fast = FasterRCNNModel("default", torch.device("cpu"), 160, 240, precision="fp32", detector=str(out))
-    image = searcher.snapshot.absolute_path(snapshot.object_image[0])
+    image = searcher.snapshot.gallery_root / table.image_paths[int(table.object_image[0])]
     rgb = load_image(image).rgb
-    boxes = snapshot.boxes[snapshot.object_image == snapshot.object_image[0]]
+    boxes = table.boxes[table.object_image == table.object_image[0]]
     with torch.no_grad():
         batch, _ = model.transform([torch.from_numpy(rgb).permute(2, 0, 1).float() / 255])
         resized = resize_boxes(torch.from_numpy(boxes), list(rgb.shape[:2]), list(batch.image_sizes[0]))

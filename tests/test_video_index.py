@@ -22,6 +22,7 @@ from retrieval import IndexSettings, build_index, index_info
 from retrieval.cli.main import main
 from retrieval.index.snapshot import IndexSnapshot
 from retrieval.testing.videos import truncate, write_frames, write_scene_video, write_still_video
+from retrieval.testing.rows import all_rows
 
 from tests.children import child_done, finish_child, kill_child, run_in_child, start_child
 from tests.conftest import GALLERY
@@ -42,10 +43,11 @@ def frames(index) -> dict[str, tuple[int, float]]:
 def content(index) -> dict[str, list]:
     """Every indexed item's key → its objects' boxes and vectors."""
     snapshot = IndexSnapshot.load(index)
-    found: dict[str, list] = {key: [] for key in snapshot.item_keys.values()}
-    for row, object_id in enumerate(snapshot.object_ids):
+    table = all_rows(snapshot)
+    found: dict[str, list] = {key: [] for key in table.item_keys.values()}
+    for row, object_id in enumerate(table.object_ids):
         vector = snapshot.vectors.reconstruct(np.array([object_id]))[0]
-        found[snapshot.item_keys[int(snapshot.object_image[row])]].append((snapshot.boxes[row].tolist(), vector))
+        found[table.item_keys[int(table.object_image[row])]].append((table.boxes[row].tolist(), vector))
     return found
 
 
@@ -69,8 +71,9 @@ def test_a_video_and_images_index_together_each_kept_frame_an_item_with_its_time
     info = index_info(tmp_path / "index")
     assert (info["images"], info["videos"], info["frames"], info["objects"]) == (2, 1, 10, 12)
     snapshot = IndexSnapshot.load(tmp_path / "index")
-    assert sorted({ref.video for ref in snapshot.frames.values()}) == ["clip.mp4"]
-    assert sorted(ref.position for ref in snapshot.frames.values()) == list(range(10))
+    table = all_rows(snapshot)
+    assert sorted({ref.video for ref in table.frames.values()}) == ["clip.mp4"]
+    assert sorted(ref.position for ref in table.frames.values()) == list(range(10))
 
 
 def test_another_sampling_rate_resamples_the_videos_alone(gallery, tmp_path):

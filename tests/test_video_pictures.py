@@ -23,6 +23,7 @@ from retrieval.testing.videos import write_scene_video
 from retrieval.text import clock
 from retrieval.tools.visualize import TILE, Tile, render_results, results_picture
 from retrieval.videos import VideoFile
+from retrieval.testing.rows import all_rows
 
 from tests.conftest import GALLERY
 
@@ -58,12 +59,13 @@ def client(indexed):
 
 def frame_at(snapshot: IndexSnapshot, seconds: float) -> int:
     """The item id of the indexed frame at ``seconds``."""
-    return next(i for i, frame in snapshot.frames.items() if abs(frame.time - seconds) < 0.01)
+    return next(i for i, frame in all_rows(snapshot).frames.items() if abs(frame.time - seconds) < 0.01)
 
 
 def test_item_rgb_of_a_frame_is_its_video_decoded_at_its_time(indexed):
     _, gallery, snapshot = indexed
-    assert sorted(round(frame.time, 3) for frame in snapshot.frames.values()) == [float(s) for s in range(10)]
+    table = all_rows(snapshot)
+    assert sorted(round(frame.time, 3) for frame in table.frames.values()) == [float(s) for s in range(10)]
     early, late = frame_at(snapshot, 2.0), frame_at(snapshot, 5.0)
     with VideoFile(gallery / "clip.mp4") as video:
         expected = {early: video.frame_at(2.0).rgb, late: video.frame_at(5.0).rgb}
@@ -72,7 +74,7 @@ def test_item_rgb_of_a_frame_is_its_video_decoded_at_its_time(indexed):
         np.testing.assert_array_equal(item_rgb(snapshot, item_id), rgb)
         assert item_size(snapshot, item_id) == (320, 240)
     assert np.abs(item_rgb(snapshot, early).astype(int) - item_rgb(snapshot, late)).mean() > 10
-    photo = next(i for i, path in snapshot.image_paths.items() if path == "photo.jpg")
+    photo = next(i for i, path in table.image_paths.items() if path == "photo.jpg")
     np.testing.assert_array_equal(item_rgb(snapshot, photo), load_image(gallery / "photo.jpg").rgb)
     assert (item_size(snapshot, photo), item_time(snapshot, photo), item_time(snapshot, late)) == (
         (640, 480),
@@ -116,8 +118,9 @@ def test_a_frame_picture_and_thumbnail_are_jpegs_of_that_frame(client, indexed):
 
 def test_a_frame_object_queries_from_its_frame(client, indexed):
     snapshot = indexed[2]
+    table = all_rows(snapshot)
     item_id = frame_at(snapshot, 5.0)
-    object_id = int(snapshot.object_ids[np.flatnonzero(snapshot.object_image == item_id)[0]])
+    object_id = int(table.object_ids[np.flatnonzero(table.object_image == item_id)[0]])
     similar = client.get(f"/api/objects/{object_id}/similar", params={"top_k": 3, "group": "object"}).json()
     first = similar["results"][0]
     assert (first["object_id"], first["image_id"], first["width"], first["height"]) == (object_id, item_id, 320, 240)
@@ -130,8 +133,9 @@ def test_a_video_changed_or_gone_since_indexing_is_answered_as_a_broken_image_is
     gallery = video_gallery(tmp_path)
     build_index(gallery, tmp_path / "index", VIDEO_SETTINGS, progress=False)
     snapshot = IndexSnapshot.load(tmp_path / "index")
+    table = all_rows(snapshot)
     client = TestClient(create_app(ServerState(tmp_path / "index", device="cpu")))
-    frame, photo = frame_at(snapshot, 5.0), next(i for i, p in snapshot.image_paths.items() if p == "photo.jpg")
+    frame, photo = frame_at(snapshot, 5.0), next(i for i, p in table.image_paths.items() if p == "photo.jpg")
     (gallery / "clip.mp4").write_text("not a video any more")
     (gallery / "photo.jpg").write_text("not a photo any more")
     for route in ("picture", "thumbnail", ""):

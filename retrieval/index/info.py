@@ -35,14 +35,8 @@ def index_info(index_dir: str | os.PathLike) -> dict:
 
 def snapshot_info(snapshot: "IndexSnapshot") -> dict:
     """``index_info`` of a loaded snapshot."""
-    frames = len(snapshot.frames)
-    counts = {
-        "images": len(snapshot.image_paths) - frames,
-        "videos": len(snapshot.videos),
-        "frames": frames,
-        "objects": len(snapshot.object_ids),
-    }
-    return _info(snapshot.directory, snapshot.manifest, counts, snapshot.skipped, snapshot.incomplete)
+    counts = {name: snapshot.counts[name] for name in ("images", "videos", "frames", "objects")}
+    return _info(snapshot.directory, snapshot.manifest, counts, *snapshot.problems())
 
 
 def _info(

@@ -98,13 +98,14 @@ class ItemState:
     kind: str = "image"
 
 
-def connect(folder: Path, read_only: bool = False) -> sqlite3.Connection:
-    """Open a store's metadata database (WAL mode, so readers never block the writer)."""
+def connect(folder: Path, read_only: bool = False, threads: bool = False) -> sqlite3.Connection:
+    """Open a store's metadata database (WAL mode, so readers never block the writer); ``threads``: a read-only
+    connection any thread may use (the caller serialises its use)."""
     path = Path(folder) / METADATA_NAME
     if read_only:
         if not path.is_file():
             raise StoreError(f"{folder} has no {METADATA_NAME}: the index is damaged; rebuild it")
-        return sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        return sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=not threads)
     connection = sqlite3.connect(path, isolation_level=None)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=FULL")
@@ -138,27 +139,30 @@ def migrate(db: sqlite3.Connection) -> bool:
     return True
 
 
-def read_committed(db: sqlite3.Connection) -> tuple[int, dict | None, list[tuple], list[tuple]]:
-    """``(generation, vector store description, object rows, item rows)`` of the committed state; call
-    inside one read transaction.
+@dataclass(frozen=True)
+class Committed:
+    """What a reader needs of a store's committed state, without a single item or object row: its generation,
+    the vector store's description (``None`` where none was committed: schema 1, the manifest's copy then
+    holds), ``count_items``'s counts, the next object id (every object committed has a smaller one) and the
+    schema version."""
 
-    The description is ``None`` where none was committed (schema 1; the manifest's copy then holds).
-    Object rows are ``(id, item_id, x1, y1, x2, y2, label, score)`` sorted by id; item rows
-    ``(id, key, path, status, error, kind, frame, time)`` sorted by key. Reads schemas 1 and 2 too (their
-    items are images; schema 1's path is the key).
-    """
-    generation = db.execute("SELECT value FROM state WHERE key = 'generation'").fetchone()[0]
+    generation: int
+    description: dict | None
+    counts: dict[str, int]
+    next_object_id: int
+    schema: int
+
+
+def read_committed(db: sqlite3.Connection) -> Committed:
+    """The committed state's ``Committed`` (a few small reads and counts); call inside one read transaction."""
+    state = dict(db.execute("SELECT key, value FROM state").fetchall())
     version = schema_version(db)
-    if version > 1:
-        objects = db.execute("SELECT id, item_id, x1, y1, x2, y2, label, score FROM objects ORDER BY id").fetchall()
-        columns = "kind, frame, time" if version == SCHEMA_VERSION else "'image', NULL, NULL"
-        items = db.execute(f"SELECT id, key, path, status, error, {columns} FROM items ORDER BY key").fetchall()
-        row = db.execute("SELECT description FROM vector_store").fetchone()
-    else:
-        objects = db.execute("SELECT id, image_id, x1, y1, x2, y2, label, score FROM objects ORDER BY id").fetchall()
-        items = db.execute("SELECT id, path, path, status, error, 'image', NULL, NULL FROM images ORDER BY path").fetchall()
-        row = None
-    return int(generation), json.loads(row[0]) if row else None, objects, items
+    row = db.execute("SELECT description FROM vector_store").fetchone() if version > 1 else None
+    counts = count_items(db)
+    if "next_object_id" not in state:  # a store from before the counter: every id so far is below max + 1
+        state["next_object_id"] = db.execute("SELECT COALESCE(MAX(id), -1) + 1 FROM objects").fetchone()[0]
+    description = json.loads(row[0]) if row else None
+    return Committed(int(state["generation"]), description, counts, int(state["next_object_id"]), version)
 
 
 def write_description(db: sqlite3.Connection, description: dict) -> None:
@@ -194,26 +198,32 @@ def count_items(db: sqlite3.Connection) -> dict[str, int]:
             "skipped": skipped}
 
 
+def read_problems(db: sqlite3.Connection) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """``(skipped, incomplete)`` as ``db`` sees them (any schema): ``(key, reason)`` of each skipped item, and
+    ``(path, note)`` of each video indexed only up to where it broke off, each sorted by key."""
+    version = schema_version(db)
+    table, key = ("items", "key") if version > 1 else ("images", "path")
+    skipped = db.execute(f"SELECT {key}, error FROM {table} WHERE status = 'skipped' ORDER BY {key}").fetchall()
+    incomplete = []
+    if version == SCHEMA_VERSION:
+        incomplete = db.execute(
+            "SELECT key, error FROM items WHERE kind = 'video' AND status = 'indexed' AND error IS NOT NULL "
+            "ORDER BY key"
+        ).fetchall()
+    return [tuple(row) for row in skipped], [tuple(row) for row in incomplete]
+
+
 def read_overview(store: Path) -> tuple[dict[str, int], list[tuple[str, str]], list[tuple[str, str]]]:
     """``(counts, skipped, incomplete)`` of one store's committed state, from the metadata alone (one read
-    transaction; no vectors are loaded): ``count_items``'s counts, ``(key, reason)`` of each skipped item,
-    and ``(path, note)`` of each video indexed only up to where it broke off."""
+    transaction; no vectors are loaded): ``count_items``'s counts and ``read_problems``' lists."""
     db = connect(store, read_only=True)
     try:
         db.execute("BEGIN")
-        version = schema_version(db)
-        table, key = ("items", "key") if version > 1 else ("images", "path")
         counts = count_items(db)
-        skipped = db.execute(f"SELECT {key}, error FROM {table} WHERE status = 'skipped' ORDER BY {key}").fetchall()
-        incomplete = []
-        if version == SCHEMA_VERSION:
-            incomplete = db.execute(
-                "SELECT key, error FROM items WHERE kind = 'video' AND status = 'indexed' AND error IS NOT NULL "
-                "ORDER BY key"
-            ).fetchall()
+        skipped, incomplete = read_problems(db)
         db.execute("COMMIT")
     except sqlite3.Error as error:
         raise StoreError(f"{store} cannot be read ({error}); the index is damaged") from None
     finally:
         db.close()
-    return counts, [tuple(row) for row in skipped], [tuple(row) for row in incomplete]
+    return counts, skipped, incomplete

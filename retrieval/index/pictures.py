@@ -15,6 +15,7 @@ import numpy as np
 
 from ..images import DEFAULT_MAX_PIXELS, load_image, oriented_size, stat_file
 from ..videos import VideoFile
+from .rows import ItemRow
 from .snapshot import IndexSnapshot
 
 FRAME_CACHE = 32  # decoded frames kept (a 1080p frame is 6 MB)
@@ -23,18 +24,31 @@ FRAME_CACHE = 32  # decoded frames kept (a 1080p frame is 6 MB)
 def item_rgb(snapshot: IndexSnapshot, item_id: int) -> np.ndarray:
     """The ``(H, W, 3)`` uint8 RGB picture of indexed item ``item_id`` (an image, or a video's frame);
     ``ImageError`` (``VideoError`` for a frame) when its file no longer reads."""
-    return picture_rgb(snapshot.absolute_path(item_id), item_time(snapshot, item_id))
+    item = indexed_item(snapshot, item_id)
+    return picture_rgb(snapshot.absolute_path(item), _time(item))
 
 
 def item_size(snapshot: IndexSnapshot, item_id: int) -> tuple[int, int]:
     """``(width, height)`` of item ``item_id``'s picture (a frame's: its video's frames, rotation applied)."""
-    return picture_size(snapshot.absolute_path(item_id), video=item_id in snapshot.frames)
+    item = indexed_item(snapshot, item_id)
+    return picture_size(snapshot.absolute_path(item), video=item.frame is not None)
 
 
 def item_time(snapshot: IndexSnapshot, item_id: int) -> float | None:
     """The time in its video (seconds) of a frame item; ``None`` for an image."""
-    frame = snapshot.frames.get(item_id)
-    return None if frame is None else frame.time
+    return _time(indexed_item(snapshot, item_id))
+
+
+def indexed_item(snapshot: IndexSnapshot, item_id: int) -> ItemRow:
+    """The indexed image or frame ``item_id``; ``KeyError`` when there is none."""
+    item = snapshot.item(item_id)
+    if item is None:
+        raise KeyError(item_id)
+    return item
+
+
+def _time(item: ItemRow) -> float | None:
+    return None if item.frame is None else item.frame.time
 
 
 def picture_rgb(path: str | os.PathLike, time: float | None = None) -> np.ndarray:

@@ -30,7 +30,16 @@ from ..images import LoadedImage
 from ..objects import ImageObjects
 from ..settings import IndexSettings
 from .manifest import FORMAT_VERSION, Manifest
-from .metadata import ItemState, connect, count_items, create_tables, migrate, read_committed, write_description
+from .metadata import (
+    Committed,
+    ItemState,
+    connect,
+    count_items,
+    create_tables,
+    migrate,
+    read_committed,
+    write_description,
+)
 from .search_space import derive, discard_space, load_whitening, split_description
 from .stores import STORES, VectorStore, store_name
 
@@ -93,7 +102,8 @@ class StoreWriter:
         ``settings`` (with the same ``vector_settings``) replace the recorded ones from the next commit:
         another precision, index type or vector store for the vectors (moved at the next commit).
         """
-        manifest, generation, vectors, _, _ = read_store(folder)
+        manifest, vectors, committed = read_store(folder)
+        generation = committed.generation
         with _writing(folder):
             entry = STORES.get(store_name(manifest.vectors))
             entry.discard(folder, generation)
@@ -315,42 +325,45 @@ def _writing(folder: Path) -> Iterator[None]:
         raise StoreError(f"cannot write to index {folder} (SQLite: {error})") from None
 
 
-def read_store(store: Path) -> tuple[Manifest, int, VectorStore, list[tuple], list[tuple]]:
+def read_store(store: Path, db: sqlite3.Connection | None = None) -> tuple[Manifest, VectorStore, Committed]:
     """Read one store folder's last committed state, in one read transaction, and check that it agrees.
 
-    Returns ``(manifest, generation, vector store, object rows, item rows)``: object rows are
-    ``(id, item_id, x1, y1, x2, y2, label, score)`` sorted by id, item rows ``(id, key, path, status, error,
-    kind, frame, time)`` sorted by key.
+    Returns ``(manifest, vector store, committed)``: no item or object row is read (``rows.py`` looks them
+    up by id); the check compares the number of vectors with the number of object rows, and the dimensions.
+    ``db``: a read-only connection to the store's metadata to read through and leave open (default: one of
+    its own, closed after).
     """
     manifest = Manifest.load(store)
-    db = connect(store, read_only=True)
+    own_db = db is None
+    db = connect(store, read_only=True) if own_db else db
     try:
         db.execute("BEGIN")
-        generation, description, objects, items = read_committed(db)
-        if description is not None:  # what the commit recorded wins over the manifest's copy, written after it
-            manifest = replace(manifest, vectors=description)
+        committed = read_committed(db)
+        if committed.description is not None:  # what the commit recorded wins over the manifest's copy
+            manifest = replace(manifest, vectors=committed.description)
         own = split_description(manifest.vectors)[0]
-        vectors = STORES.get(store_name(own)).load(store, generation, own, manifest.settings)
+        vectors = STORES.get(store_name(own)).load(store, committed.generation, own, manifest.settings)
         db.execute("COMMIT")
     except Exception as error:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
         if isinstance(error, StoreError):
             raise
         raise StoreError(f"{store} cannot be read ({type(error).__name__}: {error}); the index is damaged") from None
     finally:
-        db.close()
-    _check_agreement(store, manifest, vectors, np.array([r[0] for r in objects], dtype=np.int64))
-    return manifest, generation, vectors, objects, items
+        if own_db:
+            db.close()
+    _check_agreement(store, manifest, vectors, committed.counts["objects"])
+    return manifest, vectors, committed
 
 
-def _check_agreement(store: Path, manifest: Manifest, vectors: VectorStore, object_ids: np.ndarray) -> None:
+def _check_agreement(store: Path, manifest: Manifest, vectors: VectorStore, objects: int) -> None:
     if vectors.dimension != manifest.dimension:
         raise StoreError(
             f"{store}: vectors have dimension {vectors.dimension} but the manifest says {manifest.dimension}; "
             "rebuild the index"
         )
-    stored = vectors.ids()
-    if len(stored) != len(object_ids) or not np.array_equal(stored, object_ids):
+    if len(vectors) != objects:
         raise StoreError(
-            f"{store}: {len(stored)} vectors but {len(object_ids)} object rows, or their ids differ; "
-            "the index is damaged; rebuild it"
+            f"{store}: {len(vectors)} vectors but {objects} object rows; the index is damaged; rebuild it"
         )

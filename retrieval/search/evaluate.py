@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import GroundTruthError, RetrievalError
+from ..index.snapshot import IndexSnapshot
 from ..validation import check_int
 from ..videos import VIDEO_EXTENSIONS, is_video_name
 from .rerank import Rerank
@@ -152,8 +153,9 @@ def evaluate(
     queries = load_ground_truth(ground_truth)
     searcher = searcher or Searcher(index_dir, device=device, precision=precision)
     snapshot = searcher.snapshot
-    gallery = {_normalise(snapshot.gallery_root, p) for p in snapshot.image_paths.values()}
-    known = gallery | {_normalise(snapshot.gallery_root, p) for p, _ in snapshot.skipped}
+    names = {name for query in queries for name in query.positives.names | query.junk.paths}
+    gallery, skipped = _named(snapshot, names)
+    known, files = gallery | skipped, snapshot.file_count()
     ks = sorted({1, 5, 10, top_k})
     per_query = []
     for i, query in enumerate(queries):
@@ -165,7 +167,7 @@ def evaluate(
             )
         try:
             results = searcher.query(
-                query.image, query.box, top_k=max(1, len(gallery)), group="image", rerank=rerank, time=query.time
+                query.image, query.box, top_k=max(1, files), group="image", rerank=rerank, time=query.time
             )
         except RetrievalError as error:
             raise GroundTruthError(f"{ground_truth}: queries[{i}]: {error}") from None
@@ -175,7 +177,7 @@ def evaluate(
         metrics = {f"P@{k}": precision_at_k(relevant, k) for k in ks}
         metrics[f"recall@{top_k}"] = recall_at_k(relevant, n_relevant, top_k)
         metrics["AP"] = average_precision(relevant, n_relevant)
-        metrics["chance_AP"] = chance_average_precision(n_relevant, len(gallery - query.junk.paths))
+        metrics["chance_AP"] = chance_average_precision(n_relevant, files - len(gallery & query.junk.paths))
         box = list(query.box) if query.box else None
         per_query.append(
             {"image": str(query.image), "box": box, "time": query.time, "positives": n_relevant, **metrics}
@@ -205,6 +207,15 @@ def _read_json(path: Path):
 
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _named(snapshot: IndexSnapshot, names: set[str]) -> tuple[set[str], set[str]]:
+    """``(gallery, skipped)``: those of ``names`` (normalised absolute paths) that are a gallery image or video
+    of ``snapshot``, and those that are a file it skipped."""
+    root = _normalise(snapshot.gallery_root, ".")
+    relative = {os.path.relpath(name, root).replace(os.sep, "/"): name for name in names}
+    indexed, skipped = snapshot.named_paths(path for path in relative if not path.startswith(".."))
+    return {relative[path] for path in indexed}, {relative[path] for path in skipped}
 
 
 def _normalise(base: Path, path: str) -> str:

@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import RetrievalError, StoreError
 from ..images import LoadedImage
 from ..models import Embedder, build_embedder, resolve_device
-from ..index.snapshot import IndexSnapshot, committed_version
+from ..index.snapshot import IndexSnapshot, ObjectRows, committed_version
 from ..validation import check_choice, check_int
 from .queries import QUERY_BATCH, Query, embedded_batches, load_query_image, query_boxes
 from .grouping import group_hits
@@ -240,55 +240,60 @@ def rank_many(
     queries = expand_queries(searched, snap.space.project(vectors), rerank or Rerank())
     ranked: list = [None] * len(queries)
     pending = np.arange(len(queries))
-    k = min(total, top_k if group == "object" and not snap.frames else top_k * 8)
+    k = min(total, top_k if group == "object" and not snap.has_frames else top_k * 8)
     while len(pending):
         scores, ids = searched.search(queries[pending], k)
+        found, hits_of = _hits(snap, scores, ids, group, top_k)
         short = []
-        for position, hits in zip(pending, _hits(snap, scores, ids, group, top_k)):
+        for position, hits in zip(pending, hits_of):
             if len(hits) >= top_k or k == total:
-                ranked[position] = hits[:top_k]
+                ranked[position] = [_result(snap, found, place, *hit) for place, hit in enumerate(hits, start=1)]
             else:
                 short.append(position)
         pending, k = np.array(short, dtype=np.int64), min(total, k * 4)
-    return [[_result(snap, place, *hit) for place, hit in enumerate(hits, start=1)] for hits in ranked]
+    return ranked
 
 
-def _hits(snap: IndexSnapshot, scores: np.ndarray, ids: np.ndarray, group: str, top_k: int) -> list[list[tuple]]:
-    """Per row of a store search's ``(Q, k)`` ``scores`` and ``ids`` (-1 = none), its first ``top_k`` hits in
-    rank order, each ``(score, object row, span start row, span end row)`` (rows into ``snap.boxes``, ...)."""
+def _hits(
+    snap: IndexSnapshot, scores: np.ndarray, ids: np.ndarray, group: str, top_k: int
+) -> tuple[ObjectRows, list[list[tuple]]]:
+    """The rows of a store search's candidates (``(Q, k)`` ``scores`` and ``ids``, -1 = none), looked up once,
+    and per query row its first ``top_k`` hits in rank order, each ``(score, object row, span start row, span
+    end row)`` (rows into those rows). A candidate whose row a later commit removed is dropped."""
     query, column = np.nonzero(ids >= 0)
-    rows = snap.rows_of(ids[query, column])
+    found = snap.objects(ids[query, column])
+    rows = found.find(ids[query, column])
+    query, column, rows = query[rows >= 0], column[rows >= 0], rows[rows >= 0]
     score = scores[query, column]
-    hits, start, end = group_hits(
-        query, score, snap.object_image[rows], snap.object_video[rows], snap.object_position[rows], group
-    )
+    hits, start, end = group_hits(query, score, found.item[rows], found.video[rows], found.position[rows], group)
     place = np.arange(len(hits)) - np.searchsorted(query[hits], query[hits])  # 0 for each row's best hit
     hits, start, end = hits[place < top_k], start[place < top_k], end[place < top_k]
-    found = [[] for _ in range(len(ids))]
+    ranked = [[] for _ in range(len(ids))]
     for hit, first, last in zip(hits.tolist(), start.tolist(), end.tolist()):
-        found[query[hit]].append((float(score[hit]), int(rows[hit]), int(rows[first]), int(rows[last])))
-    return found
+        ranked[query[hit]].append((float(score[hit]), int(rows[hit]), int(rows[first]), int(rows[last])))
+    return found, ranked
 
 
-def _result(snap: IndexSnapshot, rank: int, score: float, row: int, first: int, last: int) -> SearchResult:
-    """The result of the object at ``row``, its span from the frame of ``first`` to that of ``last``."""
-    detection_score = float(snap.scores[row])
-    item_id = int(snap.object_image[row])
-    image = str(snap.absolute_path(item_id))
-    frame = snap.frames.get(item_id)
+def _result(
+    snap: IndexSnapshot, found: ObjectRows, rank: int, score: float, row: int, first: int, last: int
+) -> SearchResult:
+    """The result of the object at ``row`` of ``found``, its span from the frame of ``first`` to that of ``last``."""
+    detection_score = float(found.scores[row])
+    item = found.items[int(found.item[row])]
+    image = str(snap.absolute_path(item))
     video = None
-    if frame is not None:
-        times = [snap.frames[int(snap.object_image[r])].time for r in (first, last)]
-        video = dict(video=image, frame=frame.number, time=frame.time, span=times)
+    if item.frame is not None:
+        times = [found.items[int(found.item[r])].frame.time for r in (first, last)]
+        video = dict(video=image, frame=item.frame.number, time=item.frame.time, span=times)
     return SearchResult(
         rank=rank,
         score=score,
         image=image,
-        box=[float(v) for v in snap.boxes[row]],
-        label=snap.labels[row],
+        box=[float(v) for v in found.boxes[row]],
+        label=found.labels[row],
         detection_score=None if np.isnan(detection_score) else detection_score,
-        object_id=int(snap.object_ids[row]),
-        item=snap.item_keys[item_id],
+        object_id=int(found.ids[row]),
+        item=item.key,
         **(video or {}),
     )
 

@@ -13,7 +13,8 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, UploadFile
 
 from ..images import LoadedImage
-from ..index.pictures import item_time, picture_rgb
+from ..index.pictures import picture_rgb
+from ..index.rows import ItemRow
 from ..index.snapshot import IndexSnapshot
 from ..models import Embedder
 from .pictures import OutsideGallery, gallery_file
@@ -40,13 +41,14 @@ Snapshot = Annotated[IndexSnapshot, Depends(current_snapshot)]
 Searchable = Annotated[tuple[IndexSnapshot, Embedder], Depends(searchable)]
 
 
-def indexed_file(snap: IndexSnapshot, image_id: int) -> Path:
-    """The file of an indexed gallery item (a video frame's: its video); 404 for any other id, 403 when it
+def indexed_file(snap: IndexSnapshot, image_id: int) -> tuple[ItemRow, Path]:
+    """An indexed gallery item and its file (a video frame's: its video); 404 for any other id, 403 when it
     resolves outside the gallery."""
-    if image_id not in snap.image_paths:
+    item = snap.item(image_id)
+    if item is None:
         raise HTTPException(404, f"image {image_id} is not an indexed gallery image")
     try:
-        return gallery_file(snap.gallery_root, snap.image_paths[image_id])
+        return item, gallery_file(snap.gallery_root, item.path)
     except OutsideGallery:
         raise HTTPException(403, f"image {image_id} lies outside the gallery folder; it is not served") from None
 
@@ -54,10 +56,10 @@ def indexed_file(snap: IndexSnapshot, image_id: int) -> Path:
 def indexed_picture(snap: IndexSnapshot, image_id: int) -> Path | LoadedImage:
     """An indexed item as a query image: an image's file, or a video frame's pixels decoded from its video
     (a frame has no file of its own: its hash, size and time fields are empty). 404 and 403 as ``indexed_file``."""
-    path, time = indexed_file(snap, image_id), item_time(snap, image_id)
-    if time is None:
+    item, path = indexed_file(snap, image_id)
+    if item.frame is None:
         return path
-    return LoadedImage(rgb=picture_rgb(path, time), sha256="", file_size=0, mtime_ns=0)
+    return LoadedImage(rgb=picture_rgb(path, item.frame.time), sha256="", file_size=0, mtime_ns=0)
 
 
 async def read_upload(upload: UploadFile, limit: int) -> bytes:

@@ -88,7 +88,7 @@ def _announce(state: ServerState, index_dir: str | os.PathLike, host: str, port:
     log.info(
         "serving %s (%d images, %d objects) at http://%s:%d/  (API schema: /openapi.json)%s",
         index_dir,
-        len(snapshot.image_paths),
+        snapshot.held_items,
         len(snapshot.vectors),
         host,
         port,

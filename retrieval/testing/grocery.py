@@ -137,10 +137,10 @@ def iconic_ranker(searcher: Searcher, data: GroceryData, rerank: Rerank, box: tu
 def photo_ranker(searcher: Searcher, rerank: Rerank):
     """Each gallery photo's query vector is its stored one (what embedding it again gives), ranked in one batch."""
     snapshot = searcher.snapshot
-    vectors = snapshot.vectors.reconstruct(snapshot.object_ids)
-    answers = rank_many(snapshot, vectors, top_k=len(snapshot.item_keys), rerank=rerank)
+    ids = snapshot.vectors.ids()
+    found = snapshot.objects(ids)
+    answers = rank_many(snapshot, snapshot.vectors.reconstruct(ids), top_k=snapshot.held_items, rerank=rerank)
     ranked = {}
-    for row, answer in enumerate(answers):
-        key = snapshot.item_keys[int(snapshot.object_image[row])]
-        ranked[key] = [result.item for result in answer]
+    for item_id, answer in zip(found.item[found.find(ids)].tolist(), answers):
+        ranked[found.items[item_id].key] = [result.item for result in answer]
     return lambda path: ranked[str(Path(path).relative_to(snapshot.gallery_root))]

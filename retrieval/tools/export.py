@@ -20,6 +20,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -27,11 +28,13 @@ from openpyxl import Workbook
 from tqdm import tqdm
 
 from ..atomic import atomic_write_bytes, atomic_write_text
+from ..index.rows import ItemRow
 from ..index.snapshot import IndexSnapshot
 from ..validation import check_choice, check_output_folder
 from .names import EXPORT_FORMATS
 
 SUMMARY_COLUMNS = ("image", "boxes", "embedding_size", "embedding_file")
+EXPORT_PAGE = 1000  # items looked up at a time
 
 
 def export_index(
@@ -41,11 +44,10 @@ def export_index(
     written."""
     check_choice("--format", out_format, EXPORT_FORMATS)
     snapshot = IndexSnapshot.load(index_dir)
-    vectors = snapshot.vectors.reconstruct(snapshot.object_ids)  # rows in object-id order, as the snapshot's
     out = check_output_folder("--out", out)
     if out_format == "per-image":
-        return _per_image(snapshot, vectors, out, progress)
-    return _features(snapshot, vectors, out)
+        return _per_image(snapshot, out, progress)
+    return _features(snapshot, out)
 
 
 def embedding_file_name(key: str) -> str:
@@ -54,20 +56,21 @@ def embedding_file_name(key: str) -> str:
     return "embeddings/" + key.replace("/", "__") + ".npy"
 
 
-def _per_image(snapshot: IndexSnapshot, vectors: np.ndarray, out: Path, progress: bool) -> list[Path]:
+def _per_image(snapshot: IndexSnapshot, out: Path, progress: bool) -> list[Path]:
     (out / "embeddings").mkdir(exist_ok=True)
     rows, written = [], []
-    frames = snapshot.frames
-    order = sorted(snapshot.item_keys, key=lambda i: (snapshot.image_paths[i], frames[i].time if i in frames else 0))
-    for image_id in tqdm(order, unit="item", desc="exporting", disable=not progress, file=sys.stderr):
-        key = snapshot.item_keys[image_id]
-        mine = np.flatnonzero(snapshot.object_image == image_id)
-        name = embedding_file_name(key)
-        buffer = io.BytesIO()
-        np.save(buffer, vectors[mine].astype(np.float32))
-        atomic_write_bytes(out / name, buffer.getvalue())
-        written.append(out / name)
-        rows.append((key, len(mine), int(vectors.shape[1]), name))
+    with tqdm(total=snapshot.held_items, unit="item", desc="exporting", disable=not progress, file=sys.stderr) as bar:
+        for items in _item_pages(snapshot):
+            found = snapshot.item_objects([item.id for item in items])
+            vectors = snapshot.vectors.reconstruct(found.ids).reshape(len(found), snapshot.vectors.dimension)
+            for item in items:
+                name = embedding_file_name(item.key)
+                buffer = io.BytesIO()
+                np.save(buffer, vectors[found.item == item.id].astype(np.float32))
+                atomic_write_bytes(out / name, buffer.getvalue())
+                written.append(out / name)
+                rows.append((item.key, int(np.count_nonzero(found.item == item.id)), snapshot.vectors.dimension, name))
+            bar.update(len(items))
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(SUMMARY_COLUMNS)
@@ -85,30 +88,38 @@ def _per_image(snapshot: IndexSnapshot, vectors: np.ndarray, out: Path, progress
     return written + [out / "summary.csv", out / "summary.xlsx"]
 
 
-def _features(snapshot: IndexSnapshot, vectors: np.ndarray, out: Path) -> list[Path]:
-    half = vectors.astype(np.float16)
+def _item_pages(snapshot: IndexSnapshot) -> Iterator[list[ItemRow]]:
+    """Every indexed image and frame, by path and then a frame's time, ``EXPORT_PAGE`` items at a time."""
+    offset = 0
+    while items := snapshot.listing(offset, EXPORT_PAGE, by_time=True):
+        yield items
+        offset += len(items)
+
+
+def _features(snapshot: IndexSnapshot, out: Path) -> list[Path]:
+    parts, paths, boxes = [], [], []
+    for found in snapshot.chunks():
+        parts.append(snapshot.vectors.reconstruct(found.ids).astype(np.float16))
+        rows = zip(found.ids, found.item, found.boxes, found.labels, found.scores)
+        for object_id, item_id, box, label, score in rows:
+            item = found.items[int(item_id)]
+            paths.append(str(snapshot.absolute_path(item)))
+            boxes.append({
+                "object_id": int(object_id),
+                "image": paths[-1],
+                "item": item.key,
+                "time": None if item.frame is None else item.frame.time,
+                "box": [float(v) for v in box],
+                "label": label,
+                "detection_score": None if np.isnan(score) else float(score),
+            })
+    half = np.concatenate(parts) if parts else np.zeros((0, snapshot.vectors.dimension), np.float16)
     buffer = io.BytesIO()
     np.save(buffer, half)
     atomic_write_bytes(out / "fts.npy", buffer.getvalue())
     buffer = io.BytesIO()
     torch.save(torch.from_numpy(half), buffer)
     atomic_write_bytes(out / "fts.pth", buffer.getvalue())
-    paths = [str(snapshot.absolute_path(image_id)) for image_id in snapshot.object_image]
     atomic_write_text(out / "img_list.json", json.dumps(paths, indent=1))
-    frames = snapshot.frames
-    boxes = [
-        {
-            "object_id": int(object_id),
-            "image": path,
-            "item": snapshot.item_keys[int(item_id)],
-            "time": frames[int(item_id)].time if int(item_id) in frames else None,
-            "box": [float(v) for v in box],
-            "label": label,
-            "detection_score": None if np.isnan(score) else float(score),
-        }
-        for object_id, item_id, path, box, label, score in zip(
-            snapshot.object_ids, snapshot.object_image, paths, snapshot.boxes, snapshot.labels, snapshot.scores
-        )
-    ]
     atomic_write_text(out / "boxes.json", json.dumps(boxes, indent=1))
     return [out / name for name in ("fts.npy", "fts.pth", "img_list.json", "boxes.json")]

@@ -3,11 +3,14 @@ of its own), their stored objects, and their pictures as JPEG."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 from fastapi import APIRouter, Query, Response
 
-from ...index.pictures import item_time, picture_size
-from ...index.snapshot import IndexSnapshot
+from ...index.pictures import picture_size
+from ...index.rows import ItemRow
+from ...index.snapshot import IndexSnapshot, ObjectRows
 from ...validation import check_int
 from ..deps import Snapshot, indexed_file
 from ..pictures import picture
@@ -25,24 +28,21 @@ def images(
 ) -> ImageList:
     offset = check_int("offset", offset, low=0)
     limit = check_int("limit", limit, 1, MAX_LISTED)
-    counts = dict(zip(*np.unique(snap.object_image, return_counts=True)))
-    ordered = sorted(snap.image_paths.items(), key=lambda item: item[1])
-    return ImageList(
-        total=len(ordered),
-        images=[image_summary(snap, i, int(counts.get(i, 0))) for i, _ in ordered[offset : offset + limit]],
-    )
+    listed = snap.listing(offset, limit)
+    counts = Counter(snap.item_objects([item.id for item in listed]).item.tolist())
+    return ImageList(total=snap.held_items, images=[image_summary(item, counts[item.id]) for item in listed])
 
 
 @router.get("/{image_id}", response_model=ImageDetail, summary="One gallery item (an image or a frame), its objects")
 def image(snap: Snapshot, image_id: int) -> ImageDetail:
-    path = indexed_file(snap, image_id)
-    rows = np.flatnonzero(snap.object_image == image_id)
-    width, height = picture_size(path, video=image_id in snap.frames)
+    item, path = indexed_file(snap, image_id)
+    found = snap.item_objects([image_id])
+    width, height = picture_size(path, video=item.frame is not None)
     return ImageDetail(
-        **image_summary(snap, image_id, len(rows)).model_dump(),
+        **image_summary(item, len(found)).model_dump(),
         width=width,
         height=height,
-        boxes=[_gallery_object(snap, int(row)) for row in rows],
+        boxes=[_gallery_object(found, row) for row in range(len(found))],
     )
 
 
@@ -61,32 +61,33 @@ def picture_links(image_id: int) -> dict[str, str]:
     return {"thumbnail": f"/api/images/{image_id}/thumbnail", "picture": f"/api/images/{image_id}/picture"}
 
 
-def image_summary(snap: IndexSnapshot, image_id: int, objects: int) -> ImageSummary:
+def image_summary(item: ItemRow, objects: int) -> ImageSummary:
     """The listing entry of one indexed item (its key, and the path of its file; a frame's: its video's)."""
-    item, path, frame = snap.item_keys[image_id], snap.image_paths[image_id], snap.frames.get(image_id)
+    frame = item.frame
     return ImageSummary(
-        image_id=image_id,
-        item=item,
-        path=path,
+        image_id=item.id,
+        item=item.key,
+        path=item.path,
         kind="image" if frame is None else "frame",
         video=None if frame is None else frame.video,
         frame=None if frame is None else frame.number,
         time=None if frame is None else frame.time,
         objects=objects,
-        **picture_links(image_id),
+        **picture_links(item.id),
     )
 
 
-def _gallery_object(snap: IndexSnapshot, row: int) -> GalleryObject:
-    score = float(snap.scores[row])
+def _gallery_object(found: ObjectRows, row: int) -> GalleryObject:
+    score = float(found.scores[row])
     return GalleryObject(
-        object_id=int(snap.object_ids[row]),
-        box=[float(v) for v in snap.boxes[row]],
-        label=snap.labels[row],
+        object_id=int(found.ids[row]),
+        box=[float(v) for v in found.boxes[row]],
+        label=found.labels[row],
         detection_score=None if np.isnan(score) else score,
     )
 
 
 def _jpeg(snap: IndexSnapshot, image_id: int, thumbnail: bool) -> Response:
-    data, _, _ = picture(indexed_file(snap, image_id), thumbnail, item_time(snap, image_id))
+    item, path = indexed_file(snap, image_id)
+    data, _, _ = picture(path, thumbnail, None if item.frame is None else item.frame.time)
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=60"})

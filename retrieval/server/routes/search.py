@@ -10,7 +10,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
 
 from ...boxes import parse_box
-from ...index.pictures import item_size
+from ...index.pictures import picture_size
 from ...index.snapshot import IndexSnapshot
 from ...models import Embedder
 from ...search.rerank import DEFAULT_ALPHA, DEFAULT_QE_K, RERANKS, Rerank
@@ -96,11 +96,11 @@ def similar(
     snap, embedder = searchable
     top_k, group = _search_options(state, top_k, group)
     reranking = Rerank.of(rerank, qe_k, qe_alpha, RERANK_FIELDS)
-    row = int(snap.rows_of(np.array([object_id]))[0]) if len(snap.object_ids) else 0
-    if row >= len(snap.object_ids) or snap.object_ids[row] != object_id:
+    found = snap.objects(np.array([object_id if 0 <= object_id < snap.id_limit else -1], dtype=np.int64))
+    if not len(found):
         raise HTTPException(404, f"object {object_id} is not in the index")
-    picture = indexed_picture(snap, int(snap.object_image[row]))
-    return _ranked(state, snap, embedder, picture, snap.boxes[row].tolist(), top_k, group, reranking)
+    picture = indexed_picture(snap, int(found.item[0]))
+    return _ranked(state, snap, embedder, picture, found.boxes[0].tolist(), top_k, group, reranking)
 
 
 @router.post("/detect", response_model=DetectResponse, summary="Detect objects in an uploaded image")
@@ -144,19 +144,28 @@ def _ranked(
     return QueryResponse(
         generation=snap.generation,
         query={"box": box, "group": group, "top_k": top_k, **rerank.to_dict()},
-        results=[_result(snap, result) for result in results],
+        results=_results(snap, results),
     )
 
 
-def _result(snap: IndexSnapshot, result: SearchResult) -> Result:
-    row = int(snap.rows_of(np.array([result.object_id]))[0])
-    image_id = int(snap.object_image[row])
-    width, height = item_size(snap, image_id)
-    return Result(
-        **result.to_dict(),
-        path=snap.image_paths[image_id],
-        image_id=image_id,
-        width=width,
-        height=height,
-        **picture_links(image_id),
-    )
+def _results(snap: IndexSnapshot, results: list[SearchResult]) -> list[Result]:
+    """The API's results: each search result with its item's id, path, picture size and links (one whose
+    object a commit removed meanwhile is left out)."""
+    ids = np.array([result.object_id for result in results], dtype=np.int64)
+    found = snap.objects(ids)
+    answered = []
+    for result, row in zip(results, found.find(ids).tolist()):
+        if row < 0:
+            continue
+        item_id = int(found.item[row])
+        item = found.items[item_id]
+        width, height = picture_size(snap.absolute_path(item), video=item.frame is not None)
+        answered.append(Result(
+            **result.to_dict(),
+            path=item.path,
+            image_id=item_id,
+            width=width,
+            height=height,
+            **picture_links(item_id),
+        ))
+    return answered

@@ -18,7 +18,7 @@ router = APIRouter()
 
 @router.get("/api/health", response_model=Health, summary="Liveness and the index state being served")
 def health(snap: Snapshot) -> Health:
-    return Health(status="ok", generation=snap.generation, images=len(snap.image_paths), objects=len(snap.vectors))
+    return Health(status="ok", generation=snap.generation, images=snap.held_items, objects=len(snap.vectors))
 
 
 @router.get(
