@@ -93,16 +93,23 @@ def build(folder: Path, size: int, args) -> None:
     vectors = STORES.get("faiss").create(settings, args.dimension)
     rng = np.random.default_rng(0)
     centres = _unit(rng.normal(size=(CENTRES, args.dimension)).astype(np.float32))
-    for start in range(0, size, args.chunk):
+    generation = 0
+    for start in range(0, size, args.chunk):  # one commit per chunk, as an indexing run makes them
         count = min(args.chunk, size - start)
         chunk = centres[rng.integers(0, CENTRES, count)]
         chunk += rng.normal(scale=SPREAD / np.sqrt(args.dimension), size=chunk.shape).astype(np.float32)
         vectors.add(np.arange(start, start + count, dtype=np.int64), _unit(chunk))
-        print(f"  {size}: {start + count} vectors added ({time.perf_counter() - started:.0f} s)", flush=True)
-    vectors.save(store, 1)
+        generation += 1
+        vectors.save(store, generation)
+        STORES.get("faiss").discard(store, generation)
+        print(f"  {size}: {start + count} vectors committed ({time.perf_counter() - started:.0f} s)", flush=True)
+    while vectors.merge_waiting(wait=True):
+        generation += 1
+        vectors.save(store, generation)
+        STORES.get("faiss").discard(store, generation)
     db.execute("BEGIN")
     write_description(db, vectors.describe())
-    db.execute("UPDATE state SET value = 1 WHERE key = 'generation'")
+    db.execute("UPDATE state SET value = ? WHERE key = 'generation'", (generation,))
     db.execute("UPDATE state SET value = ? WHERE key = 'next_object_id'", (size,))
     db.execute("COMMIT")
     db.close()
@@ -181,7 +188,8 @@ def main() -> None:
     for size in sizes:
         index = args.work / f"index-{size}"
         build(index, size, args)
-        vector_bytes = sum(p.stat().st_size for p in index.glob("store-*/vectors.*"))
+        files = [p for pattern in ("vectors.*", "segment.*", "trained.*", "deleted.*") for p in index.glob(f"store-*/{pattern}")]
+        vector_bytes = sum(p.stat().st_size for p in files)
         for kind in ("snapshot", "searcher"):
             rows.append({"size": size, "what": kind, "vector_mib": vector_bytes / 2**20, **measure(kind, index)})
         served = measure_serve(index)

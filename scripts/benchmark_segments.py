@@ -10,7 +10,8 @@ seconds of writing the whole index once: what every commit cost before segments.
 Searches: a store of ``--search-size`` vectors is cut into 1, 10 and 50 segments (no merging: one bulk
 segment, then one per commit of 1,000), and the mean latency of one query at a time (as the searcher sends
 them; top 100) is measured against the same vectors in one segment, reading the segments as a reader does
-(the small ones merged into one at load) and with each mapped and searched on its own.
+(the small ones merged into one at load, then every part stacked into one index) and with every segment
+mapped (and stacked).
 
 Usage: python scripts/benchmark_segments.py [--sizes 10000,100000,1000000] [--dimension 256] [--batch 1000]
        [--commits 5] [--search-size 200000] [--queries 200]
@@ -107,9 +108,10 @@ def main() -> None:
     segments.MERGE_FACTOR = 1_000  # measure commits and searches without background merges
     root = Path(tempfile.mkdtemp(prefix="segments-bench-"))
     try:
+        sizes = [int(value) for value in args.sizes.split(",") if value]  # --sizes "": searches only
         print(f"commit of {args.batch} new vectors (d={args.dimension}), median of {args.commits}:")
         print(f"{'store':>10} {'kind':>5} {'s/commit':>9} {'bytes/commit':>13} {'whole file':>12} {'s to write it':>14}")
-        for size in (int(value) for value in args.sizes.split(",")):
+        for size in sizes:
             cost = commit_costs(root / f"commits-{size}", size, args.dimension, args.batch, args.commits)
             print(f"{size:>10,} {cost['kind']:>5} {cost['seconds']:>9.4f} {cost['bytes']:>13,.0f} "
                   f"{cost['whole_bytes']:>12,} {cost['whole_seconds']:>14.3f}")
@@ -121,7 +123,7 @@ def main() -> None:
         print(f"{'segments':>9} {'kind':>5} {'read as':>22} {'ms/query':>9} {'vs one':>7}")
         print(f"{1:>9} {kind:>5} {'one mapped':>22} {single * 1000:>9.2f} {1.0:>7.2f}")
         for parts in (10, 50):
-            for mapped, how in ((False, "small ones merged"), (True, "each mapped")):
+            for mapped, how in ((False, "small ones merged"), (True, "all mapped, stacked")):
                 latency, kind = search_latency(root, vectors, parts, queries, mapped)
                 print(f"{parts:>9} {kind:>5} {how:>22} {latency * 1000:>9.2f} {latency / single:>7.2f}")
     finally:

@@ -94,7 +94,7 @@ def test_bytes_written_per_commit_do_not_grow_with_the_store(tmp_path):
 
 @pytest.mark.parametrize("index_type", ["flat", "ivf", "ivfpq", "hnsw", "flat mapped", "ivf mapped"])
 def test_searching_segments_gives_what_one_merged_index_gives(tmp_path, monkeypatch, index_type):
-    """Small segments are merged as they are read (``mapped``: each is mapped and searched on its own)."""
+    """Small segments are merged as they are read (``mapped``: each is mapped; inverted lists then stacked)."""
     index_type, *mapped = index_type.split()
     monkeypatch.setattr(faiss_store, "MAPPED_MIN_VECTORS", 0 if mapped else faiss_store.MAPPED_MIN_VECTORS)
     monkeypatch.setattr(seg, "MERGE_FACTOR", 100)  # keep every segment apart
@@ -119,7 +119,7 @@ def test_searching_segments_gives_what_one_merged_index_gives(tmp_path, monkeypa
     merged_scores, merged_ids = merged.search(queries, 10)
     if index_type == "hnsw":  # one graph instead of many: the same vectors found, not always the same order
         assert np.mean([len(set(a) & set(b)) for a, b in zip(ids, merged_ids)]) >= 8
-    else:  # exact, or inverted lists chosen once by the shared quantizer: exactly one index's hits
+    else:  # exact, or inverted lists stacked under the shared quantizer: exactly one index's hits
         np.testing.assert_array_equal(ids, merged_ids)
         np.testing.assert_allclose(scores, merged_scores, atol=1e-6)
     assert np.array_equal(reader.ids(), merged.ids())

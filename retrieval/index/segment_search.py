@@ -1,9 +1,10 @@
 """Searching and reading a FAISS store's segments (segments.py) as one index.
 
-A search asks every segment for its best ``k`` and keeps the best ``k`` of those. Inverted-list segments share
-one coarse quantizer, so the lists to visit are chosen once per query and every segment scans the same lists
-(FAISS ``search_preassigned``; what ``IndexShardsIVF`` does), which gives exactly the hits one merged index
-would. Deleted ids are left out by a FAISS ``IDSelector`` inside each segment's search.
+Inverted-list segments share one coarse quantizer, so their lists line up: list ``i`` of the store is list
+``i`` of every segment, and FAISS ``HStackInvertedLists`` makes them one index without copying a code. A
+query then chooses its lists once and scans each list's entries in every segment, which gives exactly the
+hits of one merged index at about its speed. Other kinds (flat, hnsw) ask every segment for its best ``k``
+and keep the best ``k`` of those. Deleted ids are left out by a FAISS ``IDSelector`` inside the search.
 """
 
 from __future__ import annotations
@@ -11,46 +12,47 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
-from .faiss_kinds import IndexPlan, ivf_of, reconstructable
+from .faiss_kinds import IndexPlan, ivf_of, reconstructable, set_search_params
 
 
-def search_segments(
-    parts: list[faiss.Index], queries: np.ndarray, k: int, trained: faiss.Index | None, plan: IndexPlan,
-    deleted: faiss.IDSelector | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(scores, ids)``, both ``(Q, k)``, best first, over ``parts`` without ``deleted``; ``queries`` ``(Q, d)``
-    float32. ``trained`` is the trained index whose quantizer inverted-list ``parts`` share (``None``: none)."""
-    if len(parts) == 1 and deleted is None:
-        return parts[0].search(queries, k)
-    shared = ivf_of(trained) if trained is not None else None
-    if shared is not None and all(faiss.downcast_index(part).__class__ is shared.__class__ for part in parts):
-        results = _preassigned(parts, queries, k, shared, plan, deleted)
-    else:
-        params = _params(parts[0], plan, deleted)
-        results = [part.search(queries, k, params=params) for part in parts]
-    scores = np.concatenate([found for found, _ in results], axis=1)
-    ids = np.concatenate([found for _, found in results], axis=1)
-    best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(scores, best, axis=1), np.take_along_axis(ids, best, axis=1)
+class SegmentSearch:
+    """Searches ``parts`` (segment indexes) as one index: ``search`` gives ``(scores, ids)``, both ``(Q, k)``,
+    best first, without the ``deleted`` ids. ``trained`` is the trained index whose quantizer inverted-list
+    parts share (``None``: none); such parts are stacked into one index once (``stacked``)."""
+
+    def __init__(self, parts: list[faiss.Index], trained: faiss.Index | None, plan: IndexPlan) -> None:
+        self.parts, self.plan = parts, plan
+        inverted = trained is not None and ivf_of(trained) is not None and all(ivf_of(p) is not None for p in parts)
+        self.index = stacked(parts, trained, plan, self) if inverted and len(parts) > 1 else None
+        if self.index is None and len(parts) == 1:
+            self.index = parts[0]
+
+    def search(self, queries: np.ndarray, k: int, deleted: faiss.IDSelector | None) -> tuple[np.ndarray, np.ndarray]:
+        """``queries``: ``(Q, d)`` float32, contiguous."""
+        if self.index is not None:
+            return self.index.search(queries, k, params=_params(self.index, self.plan, deleted))
+        params = _params(self.parts[0], self.plan, deleted)
+        results = [part.search(queries, k, params=params) for part in self.parts]
+        scores = np.concatenate([found for found, _ in results], axis=1)
+        ids = np.concatenate([found for _, found in results], axis=1)
+        best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(scores, best, axis=1), np.take_along_axis(ids, best, axis=1)
 
 
-def _preassigned(parts, queries, k, shared, plan, deleted) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Each inverted-list part's best ``k``, its lists chosen once by ``shared``'s quantizer."""
-    nprobe = int(plan.params.get("nprobe", shared.nprobe))
-    coarse_scores, coarse_lists = shared.quantizer.search(queries, min(nprobe, shared.nlist))
-    params = faiss.SearchParametersIVF(nprobe=coarse_lists.shape[1])
-    if deleted is not None:
-        params.sel = deleted
-    results = []
+def stacked(parts: list[faiss.Index], trained: faiss.Index, plan: IndexPlan, keeper) -> faiss.Index:
+    """One inverted-list index whose list ``i`` is list ``i`` of every part, read in place (FAISS
+    ``HStackInvertedLists``: nothing copied, mapped parts stay mapped), under a copy of ``trained``'s
+    quantizer. ``keeper`` keeps the stack's parts alive as long as it lives."""
+    lists = faiss.InvertedListsPtrVector()
     for part in parts:
-        scores = np.empty((len(queries), k), np.float32)
-        ids = np.empty((len(queries), k), np.int64)
-        faiss.downcast_index(part).search_preassigned_c(
-            len(queries), faiss.swig_ptr(queries), k, faiss.swig_ptr(coarse_lists), faiss.swig_ptr(coarse_scores),
-            faiss.swig_ptr(scores), faiss.swig_ptr(ids), False, params,
-        )
-        results.append((scores, ids))
-    return results
+        lists.push_back(ivf_of(part).invlists)
+    keeper._lists, keeper._stack = lists, faiss.HStackInvertedLists(lists.size(), lists.data())
+    index = faiss.clone_index(trained)
+    ivf = ivf_of(index)
+    ivf.replace_invlists(keeper._stack, False)
+    index.ntotal = ivf.ntotal = sum(int(part.ntotal) for part in parts)
+    set_search_params(index, plan)
+    return index
 
 
 def _params(part: faiss.Index, plan: IndexPlan, deleted: faiss.IDSelector | None) -> faiss.SearchParameters | None:

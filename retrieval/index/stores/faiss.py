@@ -22,7 +22,7 @@ from ...errors import StoreError
 from ..faiss_kinds import FLAT, IndexPlan, check_index_type, plan_for, remove_ids, set_search_params, trained_index
 from ..faiss_kinds import ivf_of, vector_ids
 from ..segment_merge import MergeJob, fresh_index, in_flight, merged_index
-from ..segment_search import Deletions, reconstruct_from, search_segments
+from ..segment_search import Deletions, SegmentSearch, reconstruct_from
 from ..segments import Listing, legacy_path, listing_path, merge_choice, read_deleted, read_index, read_listing
 from ..segments import write_deleted, write_index, write_listing
 from . import StoreEntry, VectorsMissing
@@ -62,6 +62,7 @@ class FaissStore:
         self._pending_ids: list[np.ndarray] = []
         self._read: list[faiss.Index] | None = None  # the segments as read (``_parts``)
         self._read_ids: list[np.ndarray] | None = None  # their sorted ids, once reconstruct needs them
+        self._search: SegmentSearch | None = None  # how to search the parts, worked out at the first search
         self.merge: MergeJob | None = None
         self._lock = threading.Lock()
 
@@ -93,7 +94,9 @@ class FaissStore:
         parts = self._parts()
         if not parts:
             return np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
-        return search_segments(parts, queries, k, self.trained, self.plan, self.deletions.selector)
+        if self._search is None or self._search.parts != parts:
+            self._search = SegmentSearch(parts, self.trained, self.plan)
+        return self._search.search(queries, k, self.deletions.selector)
 
     def ids(self) -> np.ndarray:
         parts = [vector_ids(part) for part in self._parts()]
@@ -166,9 +169,9 @@ class FaissStore:
         return self._read + ([self.pending] if self.pending is not None else [])
 
     def _read_segments(self) -> list[faiss.Index]:
-        """Segments of ``MAPPED_MIN_VECTORS`` or more memory-mapped; the smaller ones (the recent commits) merged
-        into one index in memory where the kind merges exactly (inverted lists, flat), so that a search reads
-        a few parts however many commits there were."""
+        """Segments of ``MAPPED_MIN_VECTORS`` or more memory-mapped; the smaller ones (the recent commits) read
+        and merged into one index in memory where the kind merges exactly (inverted lists, flat), so that a
+        search reads a few parts however many commits there were (and inverted lists, one stacked index)."""
         mergeable = ivf_of(self.trained) is not None or self.plan.kind == "flat"
         small = [s for s in self.segments if s.index is None and s.count < MAPPED_MIN_VECTORS] if mergeable else []
         small = small if len(small) > 1 else []
