@@ -286,7 +286,9 @@ def _load(folder: Path, generation: int, description: dict, settings) -> FaissSt
     except FileNotFoundError as error:
         raise VectorsMissing(f"{error} is missing: the index is damaged; rebuild it") from None
     store = FaissStore(plan, settings.index_type, listing, folder, trained, deleted)
-    store._parts()  # read (map) every segment now: a reader sees the generation it read, or VectorsMissing
+    parts = store._parts()  # read (map) every segment now: a reader sees the generation it read, or VectorsMissing
+    if parts:  # and work out the search once, before threads share the store
+        store._search = SegmentSearch(parts, store.trained, plan)
     return store
 
 
