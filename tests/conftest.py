@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,6 +13,10 @@ import torch
 
 from retrieval.models import FasterRCNNModel, ResNet50Embedder
 from retrieval.settings import IndexSettings
+
+if not os.environ.get("RETRIEVAL_CACHE_DIR"):  # the tests' seeded weights and hashes, not the user's cache
+    os.environ["RETRIEVAL_CACHE_DIR"] = tempfile.mkdtemp(prefix="retrieval-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["RETRIEVAL_CACHE_DIR"], True)
 
 ROOT = Path(__file__).resolve().parent.parent
 GALLERY = ROOT / "gallery"

@@ -54,16 +54,22 @@ def kind_of(value: object) -> str:
     return f"{'an' if name[:1] in 'aeiou' else 'a'} {name}"
 
 
-def load_state_dict(model: nn.Module, state: dict, source: str) -> None:
+def load_state_dict(model: nn.Module, state: dict, source: str, assign: bool = False) -> None:
     """Load ``state`` into ``model`` strictly; ``WeightsError`` starting with ``source`` (``"detector weights
-    file X"``) that counts the missing, unexpected and mis-shaped keys and names the first few of each."""
+    file X"``) that counts the missing, unexpected and mis-shaped keys and names the first few of each.
+
+    ``assign``: the model's tensors become the state's (cast to the model's dtypes) instead of being copied
+    into: for a model built on the meta device, whose tensors hold no data.
+    """
     own = model.state_dict()
     shapes = [
         f"{key} {tuple(state[key].shape)} where the model has {tuple(tensor.shape)}"
         for key, tensor in own.items()
         if key in state and state[key].shape != tensor.shape
     ]
-    outcome = None if shapes else model.load_state_dict(state, strict=False)  # module hooks adapt old keys
+    if assign:
+        state = {key: value.to(own[key].dtype) if key in own else value for key, value in state.items()}
+    outcome = None if shapes else model.load_state_dict(state, strict=False, assign=assign)  # hooks adapt old keys
     parts = [
         _keys(outcome.missing_keys if outcome else [], "key", "missing"),
         _keys(outcome.unexpected_keys if outcome else [], "unexpected key", ""),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import re
@@ -28,6 +29,7 @@ import torch
 from torch import nn
 from torchvision.models import WeightsEnum
 
+from ..atomic import atomic_write_text
 from ..errors import WeightsError
 from .state_files import is_state_dict, kind_of, load_state_dict, read_weights_file
 
@@ -63,6 +65,11 @@ class ReadWeights:
     state: dict | None = None
     path: Path | None = None
 
+    @property
+    def misfit(self) -> str:
+        """How a load that does not fit starts its message."""
+        return f"{self.what} weights file {self.path} does not fit the {self.what} architecture"
+
 
 def read_weights(spec: str, default: WeightsEnum, what: str) -> ReadWeights:
     """``spec`` (``"default"``, ``"random"`` or a path to a state_dict file) read and checked.
@@ -92,13 +99,15 @@ def read_weights(spec: str, default: WeightsEnum, what: str) -> ReadWeights:
 def apply_weights(model: nn.Module, weights: ReadWeights) -> dict:
     """Load ``weights`` into ``model`` (built inside ``seeded_init``) and return their identity."""
     if weights.state is None:
-        log.warning(
-            "%s uses random weights (seed %d): results are not meaningful beyond tests", weights.what, RANDOM_SEED
-        )
+        random_weights_warning(weights)
         return weights.identity | {"state_sha256": state_fingerprint(model)}
-    source = f"{weights.what} weights file {weights.path}"
-    load_state_dict(model, weights.state, f"{source} does not fit the {weights.what} architecture")
+    load_state_dict(model, weights.state, weights.misfit)
     return weights.identity
+
+
+def random_weights_warning(weights: ReadWeights) -> None:
+    """Log that ``weights`` (random ones) make results meaningless beyond tests."""
+    log.warning("%s uses random weights (seed %d): results are not meaningful beyond tests", weights.what, RANDOM_SEED)
 
 
 def load_weights(model: nn.Module, spec: str, default: WeightsEnum, what: str) -> dict:
@@ -128,12 +137,38 @@ def default_weights_file(weights: WeightsEnum) -> Path:
 
 
 def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
+    """Hex sha256 of a file, read in 1 MiB chunks; remembered in the cache folder (``cache_dir()``) under the
+    file's path, size, inode and modification and change times, so that an unchanged weights file is hashed
+    once rather than at every start (a write to the file changes its change time)."""
+    path = Path(path).absolute()
+    stat = path.stat()
+    key = json.dumps([str(path), stat.st_size, stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns])
+    remembered = cache_dir() / "file-sha256" / hashlib.sha256(key.encode()).hexdigest()
+    try:
+        known = remembered.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        known = ""
+    if re.fullmatch(r"[0-9a-f]{64}", known):
+        return known
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
+    try:
+        remembered.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(remembered, digest.hexdigest())
+    except OSError as error:
+        log.debug("sha256 of %s not remembered at %s: %s", path, remembered, error)
     return digest.hexdigest()
+
+
+def cache_dir() -> Path:
+    """This project's cache folder: ``$RETRIEVAL_CACHE_DIR``, else ``$XDG_CACHE_HOME/retrieval``, else
+    ``~/.cache/retrieval``."""
+    if os.environ.get("RETRIEVAL_CACHE_DIR"):
+        return Path(os.environ["RETRIEVAL_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "retrieval"
 
 
 def state_fingerprint(model: nn.Module) -> str:

@@ -34,7 +34,8 @@ from torch import nn
 
 from ...errors import WeightsError
 from ..crop_embedder import CropEmbedder, CropOptions, Trunk
-from ..weights import ReadWeights, apply_weights, read_weights, seeded_init
+from ..model_build import build_with_weights
+from ..weights import ReadWeights, read_weights, seeded_init
 
 LITE_DIMENSION = 1280
 STEM_CHANNELS = 32
@@ -211,8 +212,7 @@ def build_lite_trunk(name: str, weights: str) -> Trunk:
     """EfficientNet-Lite ``name`` with ``weights`` loaded and without its classifier: a ``(B, 1280, h, w)`` map,
     input at the variant's own side, normalised with mean and std 0.5."""
     read = read_lite_weights(weights, name)
-    model = efficientnet_lite(name)
-    identity = apply_weights(model, read)
+    model, identity = build_with_weights(lambda: EfficientNetLite(VARIANTS[name]), read, f"efficientnet_{name}")
     model._fc = None
     return Trunk(model, "map", LITE_DIMENSION, identity, VARIANTS[name].input_size, LITE_MEAN, LITE_STD)
 

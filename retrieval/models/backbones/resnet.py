@@ -7,7 +7,8 @@ from torch import nn
 from torchvision.models import ResNet50_Weights, resnet50
 
 from ..crop_embedder import CropEmbedder, CropOptions, Trunk
-from ..weights import load_weights, seeded_init
+from ..model_build import build_with_weights
+from ..weights import read_weights
 
 RESNET50_DIMENSION = 2048
 
@@ -15,9 +16,8 @@ RESNET50_DIMENSION = 2048
 def build_resnet50_trunk(weights: str) -> Trunk:
     """The torchvision ResNet50 with ``weights`` (``default``, a state_dict path or ``random``) loaded, without
     its pooling and classifier."""
-    with seeded_init():
-        model = resnet50(weights=None)
-    identity = load_weights(model, weights, ResNet50_Weights.DEFAULT, "embedder")
+    read = read_weights(weights, ResNet50_Weights.DEFAULT, "embedder")
+    model, identity = build_with_weights(lambda: resnet50(weights=None), read, "resnet50")
     module = nn.Sequential(*list(model.children())[:-2])
     return Trunk(module, "map", RESNET50_DIMENSION, identity)
 

@@ -18,7 +18,8 @@ from torchvision.models import VisionTransformer, WeightsEnum, get_model, get_mo
 
 from ...errors import SettingsError
 from ..crop_embedder import IMAGENET_MEAN, IMAGENET_STD, Trunk
-from ..weights import ReadWeights, apply_weights, read_weights, seeded_init
+from ..model_build import build_with_weights
+from ..weights import ReadWeights, read_weights
 from .graph_cut import cut_before_head
 
 EXAMPLES = "resnet101, convnext_tiny, vit_b_16"
@@ -42,9 +43,10 @@ def build_torchvision_trunk(name: str, weights: str) -> Trunk:
         )
     default = get_model_weights(name).DEFAULT
     read = read_weights(weights, default, "embedder")  # a missing file or download is refused before building
-    with seeded_init():
-        model = get_model(name, weights=None, **builder_arguments(name, default))
-    identity = apply_weights(model, adapt_state(name, read))
+    arguments = builder_arguments(name, default)
+    model, identity = build_with_weights(
+        lambda: get_model(name, weights=None, **arguments), adapt_state(name, read), f"torchvision-{name}"
+    )
     side, mean, std = input_of(default)
     if isinstance(model, VisionTransformer):
         module, shape = cut_before_head(model.eval(), side, "tokens")

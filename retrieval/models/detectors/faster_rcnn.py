@@ -27,7 +27,8 @@ from ..accel.fused import fuse_convolutions
 from ..accel.roi_align import roi_pooler_for
 from ..accel.speed import Cast, fold_batchnorms, resolve_precision, to_inference_layout
 from ..names import COCO_CATEGORIES
-from ..weights import apply_weights, file_sha256, read_weights, seeded_init
+from ..model_build import build_with_weights
+from ..weights import file_sha256, read_weights
 from .architectures import COCO_CLASSES, DEFAULT_DETECTOR, DETECTOR_NAMES, build_architecture
 from .architectures import COCO_WEIGHTS as ARCHITECTURE_WEIGHTS
 from .checkpoint import model_from_checkpoint, read_checkpoint
@@ -187,9 +188,9 @@ def _coco_detector(detector: str, weights: str, classes: Sequence[str], min_size
     ``classes`` checked before the model is built."""
     read = read_weights(weights, ARCHITECTURE_WEIGHTS[detector], "detector")
     check_classes(classes, COCO_CATEGORIES)
-    with seeded_init():
-        model = build_architecture(detector, COCO_CLASSES, min_size, max_size)
-    identity = apply_weights(model, read)
+    model, identity = build_with_weights(
+        lambda: build_architecture(detector, COCO_CLASSES, min_size, max_size), read, detector
+    )
     if identity["source"] == "default" and detector == DEFAULT_DETECTOR:
         overwrite_eps(model, 0.0)  # what torchvision does for COCO_V1
     return model, identity, COCO_CATEGORIES
