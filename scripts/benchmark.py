@@ -16,14 +16,21 @@ One command, every row on the same images and settings; figures printed as table
   training   benchmark_training.py: train-detector's training step and validation, images/s per detector.
   startup    benchmark_startup.py: whole commands in fresh processes (--help, index --help, info, query),
              median seconds and which of torch, torchvision, faiss each imported.
+  commands   benchmark_commands.py: start-up of ``retrieval index`` to the first image in the model (roi,
+             resnet50; random and file weights) beside ``import torch``; the whole ``retrieval index`` on
+             --command-images photos against the seed-style script as a whole command (images/s, ratio,
+             steady rate); the whole ``retrieval query``. All in fresh processes (--startup-runs each).
+  ceiling    benchmark_commands.py: bf16 and fp32 GFLOP/s of a 2048x2048 matmul, and the ceiling in images/s
+             it gives, nominal (torchvision's 134 GFLOPs per image) and measured (FlopCounterMode's count),
+             beside the steady rate of the commands section (whole index commands run for it without one).
   detect     benchmark_detect.py: frames/s of each detector on a 640x480 video decoded as a stream is, at its
              own input size, end to end and detector only, with boxes per frame; CPU in fp32 and bf16 (where
              fast), and CUDA in fp32 and bf16 when --device cuda.
   quality    benchmark_quality.py: retrieval quality (mAP, P@1, recall@10) on the grocery photos, two
              protocols, random and pretrained weights, poolings, multi-scale, crops, whitening, α-QE, DBA.
 
-Usage: python scripts/benchmark.py [--sections indexing,agreement,query,vectors,training,startup,detect,quality] [--quick]
-       [--json]
+Usage: python scripts/benchmark.py [--sections indexing,agreement,query,vectors,training,startup,commands,ceiling,
+       detect,quality] [--quick] [--json]
 """
 
 from __future__ import annotations
@@ -34,7 +41,6 @@ import multiprocessing
 import os
 import platform
 import resource
-import shutil
 import statistics
 import sys
 import tempfile
@@ -47,6 +53,16 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 from benchmark_agreement import agreement_rows
+from benchmark_commands import (
+    RANDOM_WEIGHTS,
+    ceiling_report,
+    commands_report,
+    index_rows,
+    print_ceiling,
+    print_commands,
+    steady_rates,
+)
+from benchmark_common import copy_gallery, say, table
 from benchmark_detect import detect_rows
 from benchmark_quality import print_rows as print_quality
 from benchmark_quality import quality_rows
@@ -56,13 +72,15 @@ from benchmark_training import training_rows
 from benchmark_vectors import vector_rows
 
 from retrieval import IndexSettings, Searcher, build_index
+from retrieval.index.snapshot import IndexSnapshot
 from retrieval.models.accel.fused import fusion_available
 from retrieval.models.accel.speed import resolve_precision
-from retrieval.index.snapshot import IndexSnapshot
 
 GROCERY = ROOT.parent / "shared" / "data" / "grocery" / "val"
 QUICK_QUALITY = ["random weights", "GAP, α-QE k=3"]  # two embedding passes: random and pretrained
-SECTIONS = ("indexing", "agreement", "query", "vectors", "training", "startup", "detect", "quality")
+SECTIONS = (
+    "indexing", "agreement", "query", "vectors", "training", "startup", "commands", "ceiling", "detect", "quality"
+)  # fmt: skip
 EMBEDDERS = ("roi", "resnet50")
 
 
@@ -91,6 +109,11 @@ def main() -> None:
             report["training"] = training_rows(args.train_images, args.min_size, args.max_size, args.device, say)
         if "startup" in args.sections:
             report["startup"] = startup_section(args, gallery, work)
+        if "commands" in args.sections:
+            counts = args.command_images, args.startup_runs, args.objects
+            report["commands"] = commands_report(images, work / "commands", *counts, args.device)
+        if "ceiling" in args.sections:
+            report["ceiling"] = ceiling_section(args, images, work, report.get("commands"))
         if "detect" in args.sections:
             devices = ["cpu", "cuda"] if args.device == "cuda" else ["cpu"]
             report["detect"] = detect_rows(args.detect_frames, devices, say)
@@ -119,13 +142,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--index-types", default="flat,hnsw,ivf,ivfpq", help="index kinds, comma-separated")
     parser.add_argument("--train-images", type=int, default=16, help="synthetic training images per detector")
     parser.add_argument("--startup-runs", type=int, default=5, help="fresh processes per start-up command")
+    parser.add_argument("--command-images", type=int, default=24, help="photos per whole index command (cycled)")
     parser.add_argument("--detect-frames", type=int, default=40, help="timed video frames per detect row")
     parser.add_argument("--quick", action="store_true", help="a short run: 8 images, 10 queries, 20k vectors")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     args = parser.parse_args()
     if args.quick:
         args.count, args.queries, args.vector_sizes, args.vector_dims, args.train_images = 8, 10, "20000", "1024", 4
-        args.detect_frames = 10
+        args.detect_frames, args.command_images = 10, 8
     args.sections = [s for s in args.sections.split(",") if s]
     unknown = sorted(set(args.sections) - set(SECTIONS))
     if unknown:
@@ -152,20 +176,6 @@ def machine(device: str, precision: str) -> dict:
         "fused_convolutions": device == "cpu" and fusion_available(),
         "precision": str(resolve_precision(precision, torch.device(device))).removeprefix("torch."),
     }
-
-
-def say(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def copy_gallery(images: list[Path], count: int, folder: Path) -> Path:
-    """The first ``count`` of ``images``, cycled (under other names) when there are fewer, copied into
-    ``folder`` as a gallery to index."""
-    folder.mkdir(parents=True)
-    for number in range(count):
-        image = images[number % len(images)]
-        shutil.copy(image, folder / f"{image.stem}-{number // len(images)}{image.suffix}")
-    return folder
 
 
 def detect_settings(args: argparse.Namespace, embedder: str) -> IndexSettings:
@@ -281,6 +291,18 @@ def startup_section(args: argparse.Namespace, gallery: Path, work: Path) -> list
     return startup_rows(index_dir, sorted(gallery.iterdir())[0], args.startup_runs, say)
 
 
+def ceiling_section(args: argparse.Namespace, images: list[Path], work: Path, commands: dict | None) -> dict:
+    """The ceiling beside the commands section's steady rates; without that section the whole
+    ``retrieval index`` commands run here (project only) to give them."""
+    if commands is None:
+        say(f"ceiling: whole index commands on {args.command_images} photos for the steady rates")
+        gallery = copy_gallery(images, args.command_images, work / "ceiling-gallery")
+        rows = index_rows(gallery, RANDOM_WEIGHTS, work / "ceiling", args.objects, args.device, with_reference=False)
+    else:
+        rows = commands["index"]
+    return ceiling_report(steady_rates(rows), images[0], args.objects, args.device)
+
+
 def print_report(report: dict) -> None:
     m = report["machine"]
     s = report["settings"]
@@ -324,6 +346,10 @@ def print_report(report: dict) -> None:
     if "startup" in report:
         print("\nStart-up: whole commands, each in a fresh process (median of the runs)")
         table(report["startup"], list(report["startup"][0]))
+    if "commands" in report:
+        print_commands(report["commands"], s["command_images"], s["objects"])
+    if "ceiling" in report:
+        print_ceiling(report["ceiling"])
     if "detect" in report:
         print("\nDetection on a 640x480 video (OpenCV decoding, one frame per detect call), each detector at its")
         print("input size; random weights find few boxes at threshold 0.5 and skip most post-processing")
@@ -362,20 +388,6 @@ def _print_training(report: dict) -> None:
     s = report["settings"]
     print(f"\nFine-tuning speed (train-detector's step and validation), detector input {s['min_size']}/{s['max_size']}")
     table(report["training"], list(report["training"][0]))
-
-
-def table(rows: list[dict], columns: list[str]) -> None:
-    cells = [[_cell(row.get(column, "")) for column in columns] for row in rows]
-    widths = [max(len(column), *(len(row[i]) for row in cells)) for i, column in enumerate(columns)]
-    print("  ".join(column.rjust(width) for column, width in zip(columns, widths)))
-    for row in cells:
-        print("  ".join(cell.rjust(width) for cell, width in zip(row, widths)))
-
-
-def _cell(value) -> str:
-    if isinstance(value, dict):
-        return ",".join(f"{k}={v}" for k, v in value.items()) or "-"
-    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 
 if __name__ == "__main__":

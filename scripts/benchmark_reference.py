@@ -12,10 +12,16 @@ NMS at the model's score threshold, ``detections_per_img`` boxes), then
 On ``--device cuda`` the same steps run on the GPU (fp32, one image and one crop per forward).
 Vectors are L2-normalised and kept in a list; at the end they go into an exact FAISS index, as the
 project's pipeline also ends with one.
+
+As a whole command, the way a seed script ran (its heavy imports at the top, seeded random weights,
+score threshold 0, the FAISS index written at the end)::
+
+    python scripts/benchmark_reference.py --embedder roi --images DIR --objects 10 --out index.faiss
 """
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Sequence
 
@@ -27,8 +33,8 @@ from PIL import Image
 from torchvision.models import resnet50
 from torchvision.transforms import functional as TF
 
-from retrieval.models.detectors.faster_rcnn import build_faster_rcnn
 from retrieval.models.crop_embedder import IMAGENET_MEAN, IMAGENET_STD
+from retrieval.models.detectors.faster_rcnn import build_faster_rcnn
 from retrieval.models.weights import seeded_init
 
 
@@ -88,3 +94,23 @@ class ReferenceIndexer:
             crop = TF.normalize(TF.to_tensor(crop.resize((224, 224), Image.BILINEAR)), IMAGENET_MEAN, IMAGENET_STD)
             rows.append(F.normalize(self.resnet(crop.unsqueeze(0).to(self.device)), dim=1).cpu().numpy())
         return original, np.vstack(rows) if rows else np.zeros((0, 2048), np.float32)
+
+
+def main() -> None:
+    """The seed-style job as one script: build the models, index every photo in --images, write the index."""
+    parser = argparse.ArgumentParser(description="Seed-style indexing as a whole command (for the benchmark).")
+    parser.add_argument("--embedder", required=True, choices=("roi", "resnet50"))
+    parser.add_argument("--images", required=True, type=Path, help="folder of .jpg, .jpeg or .png photos")
+    parser.add_argument("--objects", type=int, default=10, help="detections kept per image")
+    parser.add_argument("--out", required=True, help="the FAISS index file to write")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    args = parser.parse_args()
+    paths = sorted(p for p in args.images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    indexer = ReferenceIndexer(args.embedder, 800, 1333, 0.0, args.objects, torch.device(args.device))
+    index, objects = indexer.index(paths)
+    faiss.write_index(index, args.out)
+    print(f"{len(paths)} images, {objects} objects -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
