@@ -64,7 +64,8 @@ def test_a_file_that_does_not_fit_is_refused_as_before(tmp_path, cache):
     del state["fc.weight"]
     torch.save(state, tmp_path / "short.pth")
     read = read_weights(str(tmp_path / "short.pth"), ResNet50_Weights.DEFAULT, "embedder")
-    with pytest.raises(WeightsError, match=r"short.pth does not fit the embedder architecture: 1 key missing \(fc.weight\)$"):
+    misfit = r"short.pth does not fit the embedder architecture: 1 key missing \(fc.weight\)$"
+    with pytest.raises(WeightsError, match=misfit):
         build_with_weights(lambda: resnet50(weights=None), read, "resnet50")
 
 

@@ -8,8 +8,8 @@
   device and take that file's tensors, skipping the init and the fingerprint (about 1 s together).
 
 Cache folder: ``weights.cache_dir()`` (``$RETRIEVAL_CACHE_DIR``, else ``$XDG_CACHE_HOME/retrieval``, else
-``~/.cache/retrieval``); random weights live in its ``seeded-weights/`` (about 170 MB for the Faster R-CNN, 100 MB for ResNet50).
-A cache file that cannot be read is made again; a folder that cannot be written is passed over.
+``~/.cache/retrieval``); random weights live in its ``seeded-weights/`` (about 170 MB for the Faster R-CNN,
+100 MB for ResNet50). A cache file that cannot be read is made again; a folder that cannot be written is passed over.
 """
 
 from __future__ import annotations
@@ -26,8 +26,15 @@ from torch import nn
 
 from ..atomic import atomic_write
 from .state_files import load_state_dict
-from .weights import RANDOM_SEED, ReadWeights, apply_weights, cache_dir, random_weights_warning, seeded_init
-from .weights import state_fingerprint
+from .weights import (
+    RANDOM_SEED,
+    ReadWeights,
+    apply_weights,
+    cache_dir,
+    random_weights_warning,
+    seeded_init,
+    state_fingerprint,
+)
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from ...validation import check_classes, check_detector_input
 from ..accel.fused import fuse_convolutions
 from ..accel.roi_align import roi_pooler_for
 from ..accel.speed import Cast, fold_batchnorms, resolve_precision, to_inference_layout
-from ..names import COCO_CATEGORIES
 from ..model_build import build_with_weights
+from ..names import COCO_CATEGORIES
 from ..weights import file_sha256, read_weights
 from .architectures import COCO_CLASSES, DEFAULT_DETECTOR, DETECTOR_NAMES, build_architecture
 from .architectures import COCO_WEIGHTS as ARCHITECTURE_WEIGHTS
