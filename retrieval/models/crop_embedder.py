@@ -27,6 +27,7 @@ from torch import nn
 
 from ..errors import SettingsError
 from .accel.fused import fuse_convolutions
+from .accel.memory import keep_freed_memory
 from .accel.speed import fold_batchnorms, resolve_precision, to_inference_layout
 from .crop_options import CropOptions
 from .crops import crop_box
@@ -85,6 +86,7 @@ class CropEmbedder:
         self.dtype = resolve_precision(precision, device)
         module = fold_batchnorms(trunk.module.eval())
         if device.type == "cpu":
+            keep_freed_memory()
             fuse_convolutions(module)
         self.model = to_inference_layout(module, self.dtype).to(device)
         self.device = device

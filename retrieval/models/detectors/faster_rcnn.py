@@ -17,13 +17,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection.faster_rcnn import TwoMLPHead
 from torchvision.models.detection._utils import overwrite_eps
 from torchvision.ops import clip_boxes_to_image
 
 from ...errors import SettingsError
 from ...objects import ImageObjects
 from ...validation import check_classes, check_detector_input
+from ..accel.box_head import ChannelsLastBoxHead
+from ..accel.fpn import InPlaceTopDownFPN
 from ..accel.fused import fuse_convolutions
+from ..accel.memory import keep_freed_memory
 from ..accel.roi_align import roi_pooler_for
 from ..accel.speed import Cast, fold_batchnorms, resolve_precision, to_inference_layout
 from ..model_build import build_with_weights
@@ -219,15 +223,26 @@ def _checkpoint_detector(path: str, weights: str, classes: Sequence[str], min_si
 
 
 def _fast_inference(model: FasterRCNN, dtype: torch.dtype, device: torch.device) -> FasterRCNN:
-    """The same detector, arranged to run fast: batch norms folded into the backbone's convolutions
-    (speed.py); on the CPU, each convolution fused with the activation and residual add after it (fused.py);
-    backbone, RPN head and box head in ``dtype`` with channels-last memory; on the CPU, ROI pooling on
-    those channels-last features (roi_align.py), on CUDA torchvision's; anchors made once per input size, in
-    fp32 (inputs.py); box decoding, scores and NMS in fp32."""
+    """The same detector, arranged to run fast, each step tested against the plain one:
+
+    - batch norms folded into the backbone's convolutions (speed.py);
+    - the FPN's top-down sums made in place (fpn.py);
+    - on the CPU: freed activations kept for the next forward (memory.py); each convolution fused with the
+      activation and residual add after it (fused.py); ROI pooling on channels-last features
+      (roi_align.py), read by the box head without a reordering copy (box_head.py); on CUDA torchvision's
+      ROI pooling;
+    - backbone, RPN head and box head in ``dtype`` with channels-last memory;
+    - anchors made once per input size, in fp32 (inputs.py); box decoding, scores and NMS in fp32.
+    """
     fold_batchnorms(model.backbone.body)
+    if hasattr(model.backbone, "fpn"):
+        model.backbone.fpn = InPlaceTopDownFPN(model.backbone.fpn)
     if device.type == "cpu":
+        keep_freed_memory()
         fuse_convolutions(model.backbone.body)
         fuse_convolutions(model.rpn.head)
+        if type(model.roi_heads.box_head) is TwoMLPHead:  # resnet50_fpn_v2's is convolutions first
+            model.roi_heads.box_head = ChannelsLastBoxHead(model.roi_heads.box_head, model.backbone.out_channels)
     model.backbone = to_inference_layout(model.backbone, dtype)
     model.rpn.head = to_inference_layout(model.rpn.head, dtype)
     if dtype != torch.float32:

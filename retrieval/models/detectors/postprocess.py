@@ -48,14 +48,23 @@ def top_detections(
         boxes, scores, labels = boxes[wanted], scores[wanted], labels[wanted]
         keep = box_ops.remove_small_boxes(boxes, min_size=1e-2)
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-        order = scores.argsort(descending=True, stable=True)
         count = FIRST_CANDIDATES_PER_OBJECT * max_objects
         while True:
-            top = order[:count]
+            top = best_first(scores, count)
             kept = box_ops.batched_nms(boxes[top], scores[top], labels[top], heads.nms_thresh)
-            if len(kept) >= max_objects or count >= len(order):
+            if len(kept) >= max_objects or count >= len(scores):
                 break
             count *= 4
         chosen = top[kept[:max_objects]]
         results.append((boxes[chosen], scores[chosen], labels[chosen]))
     return results
+
+
+def best_first(scores: torch.Tensor, count: int) -> torch.Tensor:
+    """``scores.argsort(descending=True, stable=True)[:count]`` without sorting them all: ``topk`` finds the
+    ``count``-th best score, and only the scores at least that good are sorted (ties kept in index order)."""
+    if count >= len(scores):
+        return scores.argsort(descending=True, stable=True)
+    threshold = torch.topk(scores, count, sorted=False).values.min()
+    candidates = torch.nonzero(scores >= threshold).squeeze(1)
+    return candidates[scores[candidates].argsort(descending=True, stable=True)][:count]
