@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torchvision.models.detection import FasterRCNN
-from torchvision.models.detection.faster_rcnn import TwoMLPHead
 from torchvision.models.detection._utils import overwrite_eps
+from torchvision.models.detection.faster_rcnn import TwoMLPHead
 from torchvision.ops import clip_boxes_to_image
 
 from ...errors import SettingsError
