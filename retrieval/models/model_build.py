@@ -84,9 +84,9 @@ def seeded_cache_path(name: str) -> Path:
 
 def _from_cache(build: Callable[[], nn.Module], path: Path) -> tuple[nn.Module, str] | None:
     """The model on the meta device with the cached tensors assigned, or None when there is no usable file."""
-    if not path.is_file():
-        return None
     try:
+        if not path.is_file():
+            return None
         payload = torch.load(path, map_location="cpu", weights_only=True)
         model = _empty(build)
         model.load_state_dict(payload["state"], strict=True, assign=True)
