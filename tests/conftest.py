@@ -10,9 +10,14 @@ from pathlib import Path
 
 import pytest
 import torch
+import tqdm
 
 from retrieval.models import FasterRCNNModel, ResNet50Embedder
 from retrieval.settings import IndexSettings
+
+# No tqdm monitor thread: tests fork children (tests/children.py), and a fork while that thread holds tqdm's
+# write lock leaves the child waiting for it forever.
+tqdm.tqdm.monitor_interval = 0
 
 if not os.environ.get("RETRIEVAL_CACHE_DIR"):  # the tests' seeded weights and hashes, not the user's cache
     os.environ["RETRIEVAL_CACHE_DIR"] = tempfile.mkdtemp(prefix="retrieval-test-cache-")
