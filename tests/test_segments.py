@@ -33,6 +33,20 @@ def settings(index_type="auto"):
     return IndexSettings(embedder="resnet50", objects="whole", weights="random", index_type=index_type)
 
 
+def modified_times(folder: Path) -> dict[str, int]:
+    """``st_mtime_ns`` of each committed file in ``folder``: a background merge's temporary files
+    (``.name.pid.tmp``), which it may rename or remove while this looks, are not among them."""
+    times = {}
+    for path in folder.iterdir():
+        if path.name.startswith(".") and path.name.endswith(".tmp"):
+            continue
+        try:
+            times[path.name] = path.stat().st_mtime_ns
+        except FileNotFoundError:  # removed by a merge's clean-up between the listing and the stat
+            continue
+    return times
+
+
 class Store:
     """A FAISS store in ``folder`` committed the way ``StoreWriter`` commits it: save, then discard."""
 
@@ -44,11 +58,11 @@ class Store:
 
     def commit(self) -> set[str]:
         """Save the next generation; the names of the files it wrote."""
-        before = {p.name: p.stat().st_mtime_ns for p in self.folder.iterdir()}
+        before = modified_times(self.folder)
         self.generation += 1
         self.store.save(self.folder, self.generation)
         ENTRY.discard(self.folder, self.generation)
-        return {p.name for p in self.folder.iterdir() if before.get(p.name) != p.stat().st_mtime_ns}
+        return {name for name, mtime in modified_times(self.folder).items() if before.get(name) != mtime}
 
     def settle(self) -> None:
         while self.store.merge_waiting(wait=True):

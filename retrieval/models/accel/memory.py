@@ -5,7 +5,9 @@ bf16). glibc serves blocks that large with ``mmap`` and returns them with ``munm
 top), so the next forward gets fresh pages and takes a page fault on every 4 KiB it touches: about 40,000
 faults and a tenth of a second per 640x480 image on 2 cores. ``keep_freed_memory`` raises the mmap threshold
 to glibc's maximum (32 MiB) and the trim threshold to 1 GiB, as PyTorch's CPU performance guide does with
-jemalloc or tcmalloc, so freed blocks are reused: after the first forward an image costs a few faults.
+jemalloc or tcmalloc, so freed blocks are reused: most forwards after the first take no fresh pages. It is
+not a caching allocator: glibc serves PyTorch's 64-byte-aligned requests from a block a little larger than
+asked, so a freed block can be just too small for the next request and the heap grows, now and then.
 The process keeps its peak memory between forwards rather than dropping to its floor; the peak is the same.
 Where the C library is not glibc this does nothing.
 """
