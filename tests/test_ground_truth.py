@@ -1,11 +1,13 @@
 """Bad ground-truth files give one clear error naming the file and the entry."""
 
 import json
+import os
 
 import pytest
 
 from retrieval import IndexSettings, build_index, evaluate
 from retrieval.errors import GroundTruthError
+from retrieval.search.searcher import Searcher
 
 from tests.conftest import copy_demo_images
 
@@ -54,7 +56,7 @@ GOOD = {
         ({"queries": [GOOD, {**GOOD, "positives": ["gallery/nope.jpg"]}]}, "queries[1] positive"),
         (
             {"queries": [{**GOOD, "box": [0, 0, 9999, 10]}]},
-            "queries[0]: box 0,0,9999,10 lies outside the 640x480 image",
+            "gallery/gallery-scene_000.jpg: box 0,0,9999,10 lies outside the 640x480 image",
         ),
         ({"queries": [{**GOOD, "image": "missing.jpg"}]}, "queries[0]: "),
     ],
@@ -79,3 +81,30 @@ def test_good_ground_truth_scores(small_index):
     report = evaluate(small_index / "index", path, device="cpu")
     query = report["queries"][0]
     assert query["positives"] == 1 and 0 < report["mAP"] <= 1 and report["chance_mAP"] == pytest.approx(0.75)
+
+
+def test_a_bad_query_after_good_ones_is_named_by_its_position(small_index):
+    bad = {**GOOD, "box": [0, 0, 9999, 10]}
+    path = write(small_index, {"queries": [GOOD, GOOD, bad, GOOD]})
+    with pytest.raises(GroundTruthError, match=r"queries\[2\]: .*gallery-scene_000.jpg: box 0,0,9999,10 lies"):
+        evaluate(small_index / "index", path, device="cpu")
+
+
+def test_batched_evaluation_scores_each_query_as_its_own_search_ranks_it(small_index):
+    """``evaluate`` embeds and searches in batches; each query's AP and P@1 equal those of ``Searcher.query``'s
+    ranking of that query alone (a batch smaller than the queries, so several batches run)."""
+    boxes = [None, [0, 0, 100, 100], [50, 40, 300, 200], [10, 10, 639, 479], [200, 100, 400, 300]]
+    images = ["gallery/gallery-scene_000.jpg", "gallery/gallery-scene_001.jpg", "gallery/gallery-scene_002.jpg"]
+    entries = [
+        {"image": images[i % 3], "box": box, "positives": [images[(i + 1) % 3]]}
+        for i, box in enumerate(boxes * 2)
+    ]
+    path = write(small_index, {"queries": entries})
+    searcher = Searcher(small_index / "index", device="cpu")
+    report = evaluate(small_index / "index", path, searcher=searcher, batch_size=3)
+    for entry, row in zip(entries, report["queries"]):
+        results = searcher.query(small_index / entry["image"], entry["box"], top_k=3)
+        names = [os.path.basename(r.image) for r in results]
+        positive = os.path.basename(entry["positives"][0])
+        assert row["AP"] == pytest.approx(1 / (names.index(positive) + 1))
+        assert row["P@1"] == (names[0] == positive)

@@ -34,6 +34,7 @@ from ..validation import check_int
 from ..videos import VIDEO_EXTENSIONS, is_video_name
 from .rerank import Rerank
 from .metrics import average_precision, chance_average_precision, precision_at_k, recall_at_k
+from .queries import QUERY_BATCH, Query
 from .searcher import Searcher
 
 SPAN = '{"video": path, "start": seconds, "end": seconds}'
@@ -141,13 +142,17 @@ def evaluate(
     precision: str = "auto",
     searcher: Searcher | None = None,
     rerank: Rerank | None = None,
+    batch_size: int = QUERY_BATCH,
 ) -> dict:
     """Score every ground-truth query; return ``{"mAP", "P@1", "P@5", "P@10", "recall@k", "chance_mAP", "rerank",
     "queries"}``.
 
     ``queries`` holds the same metrics per query, with its image, box and number of positives; ``rerank``
     what re-ranked the queries (``Rerank.to_dict``; default none). ``top_k`` (at least 1) and the ground truth
-    are checked before the index and its models are loaded.
+    are checked before the index and its models are loaded, and every query's positives before any query is
+    embedded. The queries are embedded and searched ``batch_size`` at a time (``Searcher.iter_query_many``);
+    the first that fails (an unreadable image, a box outside it) stops it with a ``GroundTruthError`` naming
+    the query.
     """
     top_k = check_int("--top-k", top_k, low=1)
     queries = load_ground_truth(ground_truth)
@@ -155,9 +160,43 @@ def evaluate(
     snapshot = searcher.snapshot
     names = {name for query in queries for name in query.positives.names | query.junk.paths}
     gallery, skipped = _named(snapshot, names)
-    known, files = gallery | skipped, snapshot.file_count()
-    ks = sorted({1, 5, 10, top_k})
+    _check_positives_indexed(ground_truth, queries, gallery | skipped, snapshot)
+    files, ks = snapshot.file_count(), sorted({1, 5, 10, top_k})
+    asked = [Query(query.image, query.box, query.time) for query in queries]
+    answers = searcher.iter_query_many(asked, max(1, files), "image", batch_size, rerank)
     per_query = []
+    for i, (query, results) in enumerate(zip(queries, answers)):
+        if isinstance(results, RetrievalError):
+            raise GroundTruthError(f"{ground_truth}: queries[{i}]: {results}") from None
+        per_query.append(_scored(query, results, ks, top_k, files - len(gallery & query.junk.paths)))
+    names = [f"P@{k}" for k in ks] + [f"recall@{top_k}"]
+    report = {"mAP": _mean(per_query, "AP"), **{name: _mean(per_query, name) for name in names}}
+    report["chance_mAP"] = _mean(per_query, "chance_AP")
+    report["rerank"] = (rerank or Rerank()).to_dict()
+    report["queries"] = per_query
+    return report
+
+
+def _scored(query: GroundTruthQuery, results: list, ks: list[int], top_k: int, rankable: int) -> dict:
+    """One query's report row: its image, box, time, number of positives, ``P@k`` for each of ``ks``,
+    ``recall@top_k``, AP, and the AP of a random ranking of the ``rankable`` files (all but its junk).
+    ``results`` is its full ranking (``SearchResult``, best first)."""
+    ranked = [(os.path.normpath(r.image), r.time) for r in results]
+    relevant = [query.positives.matches(*hit) for hit in ranked if not query.junk.matches(*hit)]
+    n_relevant = len(query.positives.names)
+    metrics = {f"P@{k}": precision_at_k(relevant, k) for k in ks}
+    metrics[f"recall@{top_k}"] = recall_at_k(relevant, n_relevant, top_k)
+    metrics["AP"] = average_precision(relevant, n_relevant)
+    metrics["chance_AP"] = chance_average_precision(n_relevant, rankable)
+    box = list(query.box) if query.box else None
+    return {"image": str(query.image), "box": box, "time": query.time, "positives": n_relevant, **metrics}
+
+
+def _check_positives_indexed(
+    ground_truth: str | os.PathLike, queries: list[GroundTruthQuery], known: set[str], snapshot: IndexSnapshot
+) -> None:
+    """``GroundTruthError`` naming the first query with a positive that is neither a gallery item of
+    ``snapshot`` nor a file it skipped (``known``: normalised absolute paths), before any query is embedded."""
     for i, query in enumerate(queries):
         unknown = sorted(query.positives.names - known)
         if unknown:
@@ -165,29 +204,6 @@ def evaluate(
                 f"{ground_truth}: queries[{i}] positive {unknown[0]} is not a gallery image or video of this index "
                 f"(gallery root {snapshot.gallery_root})"
             )
-        try:
-            results = searcher.query(
-                query.image, query.box, top_k=max(1, files), group="image", rerank=rerank, time=query.time
-            )
-        except RetrievalError as error:
-            raise GroundTruthError(f"{ground_truth}: queries[{i}]: {error}") from None
-        ranked = [(os.path.normpath(r.image), r.time) for r in results]
-        relevant = [query.positives.matches(*hit) for hit in ranked if not query.junk.matches(*hit)]
-        n_relevant = len(query.positives.names)
-        metrics = {f"P@{k}": precision_at_k(relevant, k) for k in ks}
-        metrics[f"recall@{top_k}"] = recall_at_k(relevant, n_relevant, top_k)
-        metrics["AP"] = average_precision(relevant, n_relevant)
-        metrics["chance_AP"] = chance_average_precision(n_relevant, files - len(gallery & query.junk.paths))
-        box = list(query.box) if query.box else None
-        per_query.append(
-            {"image": str(query.image), "box": box, "time": query.time, "positives": n_relevant, **metrics}
-        )
-    names = [f"P@{k}" for k in ks] + [f"recall@{top_k}"]
-    report = {"mAP": _mean(per_query, "AP"), **{name: _mean(per_query, name) for name in names}}
-    report["chance_mAP"] = _mean(per_query, "chance_AP")
-    report["rerank"] = (rerank or Rerank()).to_dict()
-    report["queries"] = per_query
-    return report
 
 
 def _read_json(path: Path):
