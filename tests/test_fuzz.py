@@ -45,6 +45,15 @@ LIGHT_DETECTOR = ["--detector", "mobilenet_v3_large_320_fpn", "--weights", "rand
 GROUND_TRUTH = {"queries": [{"image": "gallery/a.png", "positives": ["gallery/b.png"]}]}
 EMPTY = {"queries": []}
 UNKNOWN_POSITIVE = {"queries": [{"image": "gallery/a.png", "positives": ["elsewhere.png"]}]}
+BATCH_FILES = {  # query --batch files: a good one, ones refused whole, ones whose every line fails on its own
+    "batch.jsonl": '{"image": "gallery/a.png", "box": [0, 0, 10, 10]}\n',
+    "empty.jsonl": "\n\n",
+    "header-only.csv": "image,x1,y1,x2,y2\n",
+    "no-header.csv": "gallery/a.png,0,0,10,10\n",
+    "bad-lines.jsonl": '{"image": "gallery/a.png",\n{"box": [0, 0, 1, 1]}\n{"image": "missing.png"}\n'
+    + '{"image": "gallery/a.png", "box": [0, 0, 999, 10]}\n{"image": "gallery/a.png", "time": 3}\n[1, 2]\n',
+    "bad-rows.csv": "image,x1,y1,x2,y2\ngallery/a.png,0,0,x,10\nmissing.png,,,,\ngallery/a.png,0,0,10\n",
+}
 
 
 class ModelBuilt(Exception):
@@ -106,6 +115,7 @@ class Spec:
 
     base: tuple[str, ...]
     options: dict  # option -> [(value, exit statuses[, models])], or _with(that list, extra arguments, models)
+    command: str = ""  # the command run, where the table's key names a form of it ("query --batch"); else the key
 
 
 def _with(values, extra=(), models=False):
@@ -169,6 +179,24 @@ SPECS = {
             "--precision": CHOICE,
             **RERANK_OPTIONS,
         },
+    ),
+    "query --batch": Spec(
+        ("--index", "{index}", "--batch", "BATCH"),
+        {
+            "BATCH": [("{folder}", USAGE)]
+            + [(p, USER) for p in ("{missing}", "{dangling}", "", "{plain}", "{binary}", "{empty}", "{pipe}")]
+            + [(p, USER) for p in ("{missing}.jsonl", "{pipe_jsonl}", "{binary_jsonl}", "{empty_jsonl}")]
+            + [(p, USER) for p in ("{header_only_csv}", "{no_header_csv}")]
+            + [(p, USER, True) for p in ("{bad_lines_jsonl}", "{bad_rows_csv}")],  # each line's error, then one
+            "IMAGE": [("{gallery}/a.png", USAGE)],  # given beside --batch FILE
+            "--box": [("0,0,10,10", USAGE)],
+            "--time": [("1", USAGE)],
+            "--save-vis": [("{out}.jpg", USAGE)],
+            "--top-k": ints(1),
+            "--group": CHOICE,
+            **RERANK_OPTIONS,
+        },
+        command="query",
     ),
     "evaluate": Spec(
         ("--index", "{index}", "--ground-truth", "{gt}"),
@@ -269,11 +297,12 @@ SPECS = {
     ),
 }
 POSITIONALS = {"GALLERY": "{gallery}", "IMAGE": "{gallery}/a.png", "PATH": "a.png", "IMAGES": "{gallery}/a.png"}
+POSITIONALS |= {"BATCH": "{batch_jsonl}"}
 
 
 @dataclass(frozen=True)
 class Case:
-    command: str
+    command: str  # the table's key: the command, or a form of it ("query --batch")
     option: str
     value: str
     args: tuple[str, ...]
@@ -284,6 +313,12 @@ class Case:
     def id(self) -> str:
         return f"{self.command} {self.option} {self.value!r}"
 
+    @property
+    def argv(self) -> list[str]:
+        """The command line after ``retrieval``, placeholders unfilled (a required argument left out: none)."""
+        spec = SPECS[self.command]
+        return [spec.command or self.command, *self.args] if self.args else [spec.command or self.command]
+
 
 def _option_cases(command: str, spec: Spec, option: str, entry) -> list[Case]:
     values, how = entry if isinstance(entry, tuple) else (entry, {"extra": [], "models": False})
@@ -293,6 +328,8 @@ def _option_cases(command: str, spec: Spec, option: str, entry) -> list[Case]:
         if option.startswith("-"):
             given = [f"{option}={value}"] if entry is FLAG else [option, value]
             base = [*base, *how["extra"], *given]
+        elif option not in spec.base:  # a positional argument that this form of the command must not be given
+            base = [*base, value]
         cases.append(Case(command, option, value, tuple(base), codes, models[0] if models else how["models"]))
     return cases
 
@@ -332,9 +369,14 @@ def _write_inputs(root: Path) -> dict[str, str]:
     os.symlink(root / "nowhere", root / "dangling.jpg")
     for name, content in (("gt.json", GROUND_TRUTH), ("gt_empty.json", EMPTY), ("gt_unknown.json", UNKNOWN_POSITIVE)):
         (root / name).write_text(json.dumps(content), encoding="utf-8")
+    for name, text in BATCH_FILES.items():
+        (root / name).write_text(text, encoding="utf-8")
+    (root / "binary.jsonl").write_bytes(bytes(range(256)) * 8)
+    os.mkfifo(root / "pipe.jsonl")
     names = {"gallery": "gallery", "folder": "folder", "plain": "plain.txt", "binary": "binary.jpg"}
     names |= {"empty": "empty.json", "pipe": "pipe.jpg", "dangling": "dangling.jpg", "missing": "missing"}
     names |= {"gt": "gt.json", "gt_empty": "gt_empty.json", "gt_unknown": "gt_unknown.json", "new": "new-index"}
+    names |= {name.replace(".", "_").replace("-", "_"): name for name in [*BATCH_FILES, "binary.jsonl", "pipe.jsonl"]}
     return {key: str(root / name) for key, name in names.items()}
 
 
@@ -390,7 +432,7 @@ def test_a_bad_value_is_one_line_and_changes_nothing(case: Case, world: World, m
         monkeypatch.setattr(torch.nn.Module, "__init__", _no_models)
     monkeypatch.setattr(uvicorn, "run", _no_server)
     before = fingerprint(world.root)
-    result = CliRunner().invoke(main, [case.command, *args] if case.args else [case.command])
+    result = CliRunner().invoke(main, [case.argv[0], *args] if case.args else case.argv)
     assert not isinstance(result.exception, ModelBuilt), f"not refused before the models load: {result.output}"
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     assert result.exit_code in case.codes, result.output
