@@ -10,11 +10,11 @@ and channels-last memory indexing uses:
   jit       ``torch.jit.trace`` → ``torch.jit.freeze`` → ``torch.jit.optimize_for_inference`` (public).
   compile   ``torch.compile`` (inductor) with its ``freezing`` option on, so that it may emit oneDNN fused convolutions.
 
-Models: the ResNet50 trunk of the ``resnet50`` embedder on ``(8, 3, 224, 224)`` crops, and the Faster R-CNN
-ResNet50-FPN backbone (trunk + FPN) on one ``(1, 3, 800, 1066)`` image; seeded random weights (speed does not
-depend on them). Each variant is set up and warmed up (tracing, compiling: ``setup s``, two forwards
-included) before it is timed; the median of ``--repeats`` forwards is shown, with its ratio to ``plain``
-(below 1 is faster).
+Models: the ResNet50 trunk of the ``resnet50`` embedder on ``(8, 3, 224, 224)`` crops, the EfficientNet-Lite0
+trunk of ``efficientnet_lite0`` on ``(32, 3, 224, 224)`` crops, and the Faster R-CNN ResNet50-FPN backbone
+(trunk + FPN) on one ``(1, 3, 800, 1066)`` image; seeded random weights (speed does not depend on them).
+Each variant is set up and warmed up (tracing, compiling: ``setup s``, two forwards included) before it is
+timed; the median of ``--repeats`` forwards is shown, with its ratio to ``plain`` (below 1 is faster).
 
 Usage: python scripts/benchmark_fusion.py [--dtypes bf16,fp32] [--variants plain,private,jit,compile] [--repeats 5]
 """
@@ -33,6 +33,7 @@ from torchvision.models import resnet50
 
 from retrieval.models.accel.fused import fuse_convolutions, fusion_available
 from retrieval.models.accel.speed import fold_batchnorms, to_inference_layout
+from retrieval.models.backbones.efficientnet_lite_net import efficientnet_lite
 from retrieval.models.detectors.architectures import build_architecture
 from retrieval.models.weights import seeded_init
 
@@ -56,7 +57,19 @@ def detector_backbone() -> tuple[nn.Module, tuple[int, ...]]:
     return backbone.eval(), (1, 3, 800, 1066)
 
 
-MODELS = {"resnet50 224x224 b8": resnet50_trunk, "detector backbone 800x1066 b1": detector_backbone}
+def efficientnet_lite0_trunk() -> tuple[nn.Module, tuple[int, ...]]:
+    """The ``efficientnet_lite0`` embedder's trunk (``(N, 1280, 7, 7)`` out; ReLU6 fused as oneDNN's hardtanh)."""
+    with seeded_init():
+        model = efficientnet_lite("lite0")
+    model._fc = None
+    return fold_batchnorms(model.eval()), (32, 3, 224, 224)
+
+
+MODELS = {
+    "resnet50 224x224 b8": resnet50_trunk,
+    "efficientnet_lite0 224x224 b32": efficientnet_lite0_trunk,
+    "detector backbone 800x1066 b1": detector_backbone,
+}
 
 
 def variant(name: str, model: nn.Module, example: torch.Tensor) -> Callable[[torch.Tensor], object]:

@@ -17,15 +17,8 @@ from torchvision.models import ResNet50_Weights
 
 from retrieval.cli.main import main
 from retrieval.errors import WeightsError
-from retrieval.models.backbones.efficientnet_lite import (
-    LITE_MEAN,
-    LITE_STD,
-    VARIANTS,
-    build_lite_trunk,
-    efficientnet_lite,
-    package_weights_file,
-    read_lite_weights,
-)
+from retrieval.models.backbones.efficientnet_lite import build_lite_trunk, package_weights_file, read_lite_weights
+from retrieval.models.backbones.efficientnet_lite_net import LITE_MEAN, LITE_STD, VARIANTS, efficientnet_lite
 from retrieval.models.crop_embedder import CropEmbedder, CropOptions
 from retrieval.models.crops import crop_box
 from retrieval.models.weights import apply_weights, file_sha256

@@ -8,18 +8,25 @@ import json
 import numpy as np
 import pytest
 import torch
-from torchvision.models import resnet50
+from torchvision.models import mobilenet_v2, resnet50
 from torchvision.ops import MultiScaleRoIAlign
 
 from retrieval import IndexSettings, Searcher, build_index
 from retrieval.errors import SettingsError
 from retrieval.images import load_image
 from retrieval.models import FasterRCNNModel, ResNet50Embedder
+from retrieval.models.backbones.efficientnet_lite import build_lite_trunk
 from retrieval.models.detectors.faster_rcnn import build_faster_rcnn
-from retrieval.models.accel.fused import FusedConv, fuse_convolutions, fusion_available
+from retrieval.models.accel.fused import ACTIVATIONS, FusedConv, fuse_convolutions, fusion_available
 from retrieval.models.detectors.postprocess import top_detections
 from retrieval.models.accel.roi_align import ChannelsLastRoIAlign, roi_pooler_for
-from retrieval.models.accel.speed import Cast, cpu_has_fast_bf16, fold_batchnorms, resolve_precision
+from retrieval.models.accel.speed import (
+    Cast,
+    cpu_has_fast_bf16,
+    fold_batchnorms,
+    resolve_precision,
+    to_inference_layout,
+)
 from retrieval.models.weights import seeded_init
 from retrieval.pipeline.reader import prefetched
 
@@ -146,6 +153,52 @@ def test_fused_convolutions_give_the_unfused_detector_backbone_and_rpn_head():
         for expected, got in zip(model.rpn.head(levels), fused_head(levels)):
             for e, g in zip(expected, got):
                 assert_close(g, e)
+
+
+def test_a_convolution_fused_with_relu6_clips_at_both_bounds():
+    if not fusion_available():
+        pytest.skip("this PyTorch has no oneDNN fused convolutions; the models run unfused")
+    conv = torch.nn.Conv2d(4, 8, 3, padding=1, bias=True)
+    x = torch.randn(2, 4, 9, 11, generator=torch.Generator().manual_seed(0)) * 20
+    with torch.inference_mode():
+        expected = torch.nn.functional.relu6(conv(x))
+        got = FusedConv(conv, *ACTIVATIONS[torch.nn.ReLU6])(x)
+    assert (expected == 0).any() and (expected == 6).any() and ((expected > 0) & (expected < 6)).any()
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("side", [224, 225])  # 225: TensorFlow's SAME pads the odd pixel right and bottom
+def test_fused_convolutions_give_the_unfused_efficientnet_lite_outputs(side):
+    """EfficientNet-Lite0 with its ImageNet weights (installed with the package): activations that reach
+    ReLU6's bound, every convolution fused, the same features in fp32 and close ones in bf16."""
+    if not fusion_available():
+        pytest.skip("this PyTorch has no oneDNN fused convolutions; the models run unfused")
+    model = fold_batchnorms(build_lite_trunk("lite0", "default").module.eval())
+    fused = fuse_convolutions(copy.deepcopy(model))
+    assert sum(isinstance(m, FusedConv) for m in fused.modules()) == 49  # every convolution
+    assert not any(isinstance(m, torch.nn.ReLU6) for m in fused.modules())
+    x = torch.rand(3, 3, side, side, generator=torch.Generator().manual_seed(side)) * 2 - 1
+    with torch.inference_mode():
+        expected = model(x)
+        assert (expected == 6).any()
+        torch.testing.assert_close(fused(x), expected, rtol=1e-4, atol=1e-4)
+        fast = to_inference_layout(fused, torch.bfloat16)
+        got = fast(x.bfloat16().contiguous(memory_format=torch.channels_last)).float()
+    cosines = torch.nn.functional.cosine_similarity(got.flatten(1), expected.flatten(1))
+    assert cosines.min() > 0.99
+
+
+def test_fused_convolutions_give_the_unfused_mobilenet_v2_outputs():
+    """torchvision's MobileNetV2 (a zoo trunk): each convolution → ReLU6 of its ``Conv2dNormActivation``s fused."""
+    if not fusion_available():
+        pytest.skip("this PyTorch has no oneDNN fused convolutions; the models run unfused")
+    with seeded_init(seed=2):
+        model = fold_batchnorms(mobilenet_v2(weights=None).features.eval())
+    fused = fuse_convolutions(copy.deepcopy(model))
+    assert sum(m.activation == "hardtanh" for m in fused.modules() if isinstance(m, FusedConv)) == 35
+    x = torch.rand(2, 3, 96, 128, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(x), model(x), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("threshold", [0.0, 0.02, 0.5])
